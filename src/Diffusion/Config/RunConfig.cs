@@ -1,0 +1,211 @@
+using Diffusion.Schedules;
+
+namespace Diffusion.Config;
+
+/// <summary>
+/// The whole configuration of a run: one typed record, written into every checkpoint so that
+/// sampling and evaluation never need the training flags repeated. Keys are kebab-case in JSON and
+/// TOML (<c>model.channel-mult</c>, <c>train.batch-size</c>) and in <c>--set key=value</c>.
+/// </summary>
+public sealed class RunConfig
+{
+    public DataConfig Data { get; set; } = new();
+    public ScheduleConfig Schedule { get; set; } = new();
+    public ModelConfig Model { get; set; } = new();
+    public TrainConfig Train { get; set; } = new();
+    public EmaConfig Ema { get; set; } = new();
+    public SampleConfig Sample { get; set; } = new();
+
+    /// <summary>Checks every value a user can set; throws <see cref="ConfigException"/> naming the key.</summary>
+    public void Validate()
+    {
+        Schedule.Validate();
+        Model.Validate();
+        Train.Validate();
+        Ema.Validate();
+        Sample.Validate();
+    }
+}
+
+public sealed class DataConfig
+{
+    /// <summary>Data source: toy:gmm-grid, toy:moons, toy:swiss-roll, toy:rings, fashion-mnist, mnist, images:DIR, npy:FILE.</summary>
+    public string Spec { get; set; } = "toy:gmm-grid";
+    /// <summary>Folder holding the dataset's files (Fashion-MNIST IDX files, the mnist package's digits).</summary>
+    public string? DataDir { get; set; }
+    /// <summary>Random horizontal flips of training images.</summary>
+    public bool HorizontalFlip { get; set; }
+    /// <summary>Side of the square images for images:DIR (resize the short side, centre-crop).</summary>
+    public int ImageSize { get; set; } = 32;
+    /// <summary>Channels for images:DIR: 0 = from the files (1 if all are gray, else 3), or 1 or 3.</summary>
+    public int Channels { get; set; }
+    /// <summary>Use at most this many training examples (0 = all).</summary>
+    public int Limit { get; set; }
+}
+
+public sealed class ScheduleConfig
+{
+    /// <summary>linear, cosine, scaled-linear, sigmoid or custom (with <see cref="Betas"/>).</summary>
+    public string Name { get; set; } = "linear";
+    /// <summary>Number of diffusion steps T.</summary>
+    public int Timesteps { get; set; } = 1000;
+    /// <summary>Explicit β list for name = custom.</summary>
+    public double[]? Betas { get; set; }
+
+    public void Validate()
+    {
+        string[] names = ["linear", "cosine", "scaled-linear", "sigmoid", "custom"];
+        if (!names.Contains(Name)) throw new ConfigException($"schedule.name: expected one of {string.Join(", ", names)}, got '{Name}'");
+        if (Name == "custom")
+        {
+            if (Betas is null || Betas.Length < 2) throw new ConfigException("schedule.betas: a custom schedule needs a list of at least two β values");
+            if (Betas.Any(b => !(b > 0 && b <= 1))) throw new ConfigException("schedule.betas: every β must lie in (0, 1]");
+        }
+        else if (Timesteps < 2) throw new ConfigException($"schedule.timesteps: expected at least 2, got {Timesteps}");
+    }
+
+    public NoiseSchedule Build()
+    {
+        Validate();
+        return Name switch
+        {
+            "linear" => NoiseSchedule.Linear(Timesteps),
+            "cosine" => NoiseSchedule.Cosine(Timesteps),
+            "scaled-linear" => NoiseSchedule.ScaledLinear(Timesteps),
+            "sigmoid" => NoiseSchedule.Sigmoid(Timesteps),
+            _ => new NoiseSchedule(Betas!),
+        };
+    }
+
+    /// <summary>The number of steps the built schedule has.</summary>
+    public int Length => Name == "custom" ? Betas?.Length ?? 0 : Timesteps;
+}
+
+public sealed class ModelConfig
+{
+    /// <summary>unet (images) or mlp (vectors).</summary>
+    public string Type { get; set; } = "mlp";
+    /// <summary>What the network predicts: eps, x0 or v.</summary>
+    public string Prediction { get; set; } = "eps";
+
+    // UNet
+    public int Channels { get; set; } = 64;
+    public int[] ChannelMult { get; set; } = [1, 2, 2];
+    public int ResBlocks { get; set; } = 2;
+    /// <summary>Feature-map sides (in pixels) at which self-attention is applied, e.g. [14] for 28×28 input.</summary>
+    public int[] AttentionResolutions { get; set; } = [14];
+    /// <summary>Channels per attention head.</summary>
+    public int HeadChannels { get; set; } = 32;
+    public int NormGroups { get; set; } = 32;
+    public double Dropout { get; set; } = 0.1;
+
+    // MLP
+    public int Hidden { get; set; } = 256;
+    public int Blocks { get; set; } = 4;
+    public int TimeEmbedDim { get; set; } = 128;
+
+    public void Validate()
+    {
+        if (Type != "unet" && Type != "mlp") throw new ConfigException($"model.type: expected unet or mlp, got '{Type}'");
+        if (Prediction != "eps" && Prediction != "x0" && Prediction != "v") throw new ConfigException($"model.prediction: expected eps, x0 or v, got '{Prediction}'");
+        if (Dropout < 0 || Dropout >= 1) throw new ConfigException($"model.dropout: expected a value in [0, 1), got {Dropout}");
+        if (Type == "unet")
+        {
+            if (Channels < 1) throw new ConfigException($"model.channels: expected a positive number, got {Channels}");
+            if (ChannelMult.Length == 0 || ChannelMult.Any(m => m < 1)) throw new ConfigException("model.channel-mult: expected a non-empty list of positive integers");
+            if (ResBlocks < 1) throw new ConfigException($"model.res-blocks: expected at least 1, got {ResBlocks}");
+            if (HeadChannels < 1) throw new ConfigException($"model.head-channels: expected a positive number, got {HeadChannels}");
+            if (NormGroups < 1) throw new ConfigException($"model.norm-groups: expected a positive number, got {NormGroups}");
+        }
+        else
+        {
+            if (Hidden < 1) throw new ConfigException($"model.hidden: expected a positive number, got {Hidden}");
+            if (Blocks < 0) throw new ConfigException($"model.blocks: expected zero or more, got {Blocks}");
+        }
+        if (TimeEmbedDim < 2 || TimeEmbedDim % 2 != 0) throw new ConfigException($"model.time-embed-dim: expected an even number ≥ 2, got {TimeEmbedDim}");
+    }
+}
+
+public sealed class TrainConfig
+{
+    /// <summary>Total optimisation steps of the run (--steps).</summary>
+    public int Steps { get; set; } = 5000;
+    public int BatchSize { get; set; } = 256;
+    public double Lr { get; set; } = 1e-3;
+    /// <summary>AdamW's decoupled weight decay (explicit: TorchSharp's default is 0).</summary>
+    public double WeightDecay { get; set; } = 0.0;
+    public double AdamBeta1 { get; set; } = 0.9;
+    public double AdamBeta2 { get; set; } = 0.999;
+    /// <summary>Linear learning-rate warm-up from 0 over this many steps.</summary>
+    public int WarmupSteps { get; set; } = 100;
+    /// <summary>After warm-up: constant, or cosine decay to zero at the last step.</summary>
+    public string LrSchedule { get; set; } = "constant";
+    /// <summary>Gradient-norm clipping threshold (0 = off).</summary>
+    public double GradClip { get; set; } = 1.0;
+    public long Seed { get; set; } = 0;
+    public int LogEvery { get; set; } = 10;
+    /// <summary>Write a sample grid every this many steps (0 = only at the end).</summary>
+    public int SampleEvery { get; set; } = 0;
+    public int CheckpointEvery { get; set; } = 500;
+    /// <summary>libtorch CPU threads (0 = libtorch's default).</summary>
+    public int Threads { get; set; } = 0;
+
+    public void Validate()
+    {
+        if (Steps < 0) throw new ConfigException($"train.steps: expected zero or more, got {Steps}");
+        if (BatchSize < 1) throw new ConfigException($"train.batch-size: expected a positive number, got {BatchSize}");
+        if (!(Lr > 0)) throw new ConfigException($"train.lr: expected a positive number, got {Lr}");
+        if (WeightDecay < 0) throw new ConfigException($"train.weight-decay: expected zero or more, got {WeightDecay}");
+        if (WarmupSteps < 0) throw new ConfigException($"train.warmup-steps: expected zero or more, got {WarmupSteps}");
+        if (LrSchedule != "constant" && LrSchedule != "cosine") throw new ConfigException($"train.lr-schedule: expected constant or cosine, got '{LrSchedule}'");
+        if (GradClip < 0) throw new ConfigException($"train.grad-clip: expected zero (off) or a positive number, got {GradClip}");
+        if (LogEvery < 1) throw new ConfigException($"train.log-every: expected a positive number, got {LogEvery}");
+        if (SampleEvery < 0) throw new ConfigException($"train.sample-every: expected zero (off) or a positive number, got {SampleEvery}");
+        if (CheckpointEvery < 1) throw new ConfigException($"train.checkpoint-every: expected a positive number, got {CheckpointEvery}");
+        if (Threads < 0) throw new ConfigException($"train.threads: expected zero (default) or a positive number, got {Threads}");
+    }
+}
+
+public sealed class EmaConfig
+{
+    /// <summary>Target decay of the exponential moving average of the weights.</summary>
+    public double Decay { get; set; } = 0.9999;
+    /// <summary>Warm-up: the decay at update n is min(decay, (1 + n)/(10 + n)), so short runs still get a useful average.</summary>
+    public bool Warmup { get; set; } = true;
+
+    public void Validate()
+    {
+        if (Decay < 0 || Decay >= 1) throw new ConfigException($"ema.decay: expected a value in [0, 1), got {Decay}");
+    }
+}
+
+public sealed class SampleConfig
+{
+    /// <summary>ddpm or ddim.</summary>
+    public string Sampler { get; set; } = "ddim";
+    /// <summary>Backward steps (respaced when fewer than T).</summary>
+    public int Steps { get; set; } = 100;
+    /// <summary>ddim-stride, uniform or quadratic.</summary>
+    public string Spacing { get; set; } = "uniform";
+    /// <summary>DDIM's η (0 = deterministic).</summary>
+    public double Eta { get; set; } = 0.0;
+    /// <summary>DDPM variance: fixed-small (β̃) or fixed-large (β).</summary>
+    public string Variance { get; set; } = "fixed-small";
+    /// <summary>Clip the x0 estimate to [−1, 1] at every step; unset = on for images, off for vectors.</summary>
+    public bool? ClipDenoised { get; set; }
+    /// <summary>Number of samples in the grids written during and after training.</summary>
+    public int N { get; set; } = 64;
+
+    public void Validate()
+    {
+        if (Sampler != "ddpm" && Sampler != "ddim") throw new ConfigException($"sample.sampler: expected ddpm or ddim, got '{Sampler}'");
+        if (Steps < 1) throw new ConfigException($"sample.steps: expected a positive number, got {Steps}");
+        if (!Respacing.Names.Contains(Spacing)) throw new ConfigException($"sample.spacing: expected one of {string.Join(", ", Respacing.Names)}, got '{Spacing}'");
+        if (Eta < 0) throw new ConfigException($"sample.eta: expected zero or more, got {Eta}");
+        if (Variance != "fixed-small" && Variance != "fixed-large") throw new ConfigException($"sample.variance: expected fixed-small or fixed-large, got '{Variance}'");
+        if (N < 1) throw new ConfigException($"sample.n: expected a positive number, got {N}");
+    }
+}
+
+/// <summary>An error in a configuration value or file, reported to the user as one line.</summary>
+public sealed class ConfigException(string message) : UserError(message);

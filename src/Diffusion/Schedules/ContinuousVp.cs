@@ -1,0 +1,99 @@
+namespace Diffusion.Schedules;
+
+/// <summary>
+/// The continuous-time view of a discrete VP schedule (METHODS.md §6, as in DPM-Solver's discrete
+/// NoiseScheduleVP): log α_n = ½·log ᾱ_n is placed at t_n = (n+1)/N, n = 0 … N−1, and log α(t) is
+/// piecewise linear in t between those points, extrapolated linearly outside them. Then
+/// σ(t) = √(1 − α(t)²), λ(t) = log α(t) − log σ(t). Sampling runs from t = 1 to t = 1/N and the
+/// network's discrete time input is (t − 1/N)·N, a real number.
+/// All arithmetic is float64.
+/// </summary>
+public sealed class ContinuousVp
+{
+    private readonly double[] _t;        // t_n = (n+1)/N, ascending
+    private readonly double[] _logAlpha; // ½ log ᾱ_n, descending
+    // The same points in reverse (log α ascending), for the inverse map.
+    private readonly double[] _logAlphaAscending;
+    private readonly double[] _tForLogAlphaAscending;
+
+    public int N { get; }
+
+    /// <summary>End of the sampling interval (t = 1).</summary>
+    public double TMax => 1.0;
+    /// <summary>Start of the sampling interval, t = 1/N (the first discrete step).</summary>
+    public double TMin => 1.0 / N;
+
+    public ContinuousVp(NoiseSchedule schedule) : this(schedule.AlphasCumprod) { }
+
+    public ContinuousVp(IReadOnlyList<double> alphasCumprod)
+    {
+        N = alphasCumprod.Count;
+        if (N < 2) throw new ArgumentException("the continuous view needs at least two steps");
+        _t = new double[N];
+        _logAlpha = new double[N];
+        for (int n = 0; n < N; n++)
+        {
+            _t[n] = (n + 1.0) / N;
+            _logAlpha[n] = 0.5 * Math.Log(alphasCumprod[n]);
+        }
+        _logAlphaAscending = Enumerable.Reverse(_logAlpha).ToArray();
+        _tForLogAlphaAscending = Enumerable.Reverse(_t).ToArray();
+    }
+
+    /// <summary>log α(t), piecewise linear in t (linear extrapolation outside [1/N, 1]).</summary>
+    public double LogAlpha(double t) => Interpolate(t, _t, _logAlpha);
+
+    public double Alpha(double t) => Math.Exp(LogAlpha(t));
+
+    /// <summary>σ(t) = √(1 − α(t)²).</summary>
+    public double Sigma(double t) => Math.Sqrt(-ExpM1(2 * LogAlpha(t)));
+
+    /// <summary>λ(t) = log α − log σ (half the log-SNR).</summary>
+    public double Lambda(double t)
+    {
+        double la = LogAlpha(t);
+        return la - 0.5 * Math.Log(-ExpM1(2 * la));
+    }
+
+    /// <summary>ᾱ(t) = α(t)², equal to the discrete ᾱ_n at t = (n+1)/N.</summary>
+    public double AlphaBar(double t) => Math.Exp(2 * LogAlpha(t));
+
+    /// <summary>The t with λ(t) = <paramref name="lambda"/>: log α = −½·log(1 + e^{−2λ}), then t by interpolation of the inverse map.</summary>
+    public double InverseLambda(double lambda)
+    {
+        double logAlpha = -0.5 * LogAddExp0(-2 * lambda);
+        return Interpolate(logAlpha, _logAlphaAscending, _tForLogAlphaAscending);
+    }
+
+    /// <summary>The network's time input for continuous time t: (t − 1/N)·N.</summary>
+    public double ModelTime(double t) => (t - 1.0 / N) * N;
+
+    /// <summary>Continuous time of discrete step n (inverse of <see cref="ModelTime"/>).</summary>
+    public double TimeOfStep(double n) => (n + 1.0) / N;
+
+    /// <summary>ᾱ at a real-valued discrete time u (so that u = n gives ᾱ_n exactly).</summary>
+    public double AlphaBarAtStep(double u) => AlphaBar(TimeOfStep(u));
+
+    /// <summary>e^x − 1, accurate for small |x|.</summary>
+    internal static double ExpM1(double x) => Math.Abs(x) < 1e-5 ? x + 0.5 * x * x + x * x * x / 6.0 : Math.Exp(x) - 1.0;
+
+    private static double LogAddExp0(double x) => x > 0 ? x + Math.Log(1 + Math.Exp(-x)) : Math.Log(1 + Math.Exp(x));
+
+    /// <summary>Piecewise-linear interpolation through (xs, ys) (xs ascending) with linear extrapolation from the end segments.</summary>
+    internal static double Interpolate(double x, double[] xs, double[] ys)
+    {
+        int n = xs.Length;
+        int i;
+        if (x == xs[n - 1]) return ys[n - 1];
+        if (x <= xs[0]) i = 0;
+        else if (x > xs[n - 1]) i = n - 2;
+        else
+        {
+            int idx = Array.BinarySearch(xs, x);
+            if (idx >= 0) return ys[idx];
+            i = ~idx - 1;
+        }
+        double x0 = xs[i], x1 = xs[i + 1];
+        return ys[i] + (ys[i + 1] - ys[i]) * (x - x0) / (x1 - x0);
+    }
+}
