@@ -1,0 +1,179 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using Diffusion.Config;
+using Diffusion.Schedules;
+using static TorchSharp.torch;
+
+namespace Diffusion.Models;
+
+/// <summary>
+/// An isotropic Gaussian mixture Σ_k π_k N(μ_k, s_k² I) in any dimension, with the schedule of the
+/// diffusion it is noised by. It is both a data source and (through <see cref="GaussianMixtureDenoiser"/>)
+/// an exact model whose score is known in closed form. JSON form (a <c>gmm:SPEC.json</c> file):
+/// <c>{"weights":[…], "means":[[…], …], "stds":[…], "schedule":{"name":"linear","T":1000}}</c>.
+/// </summary>
+public sealed class GaussianMixture
+{
+    public double[] Weights { get; }
+    public double[][] Means { get; }
+    public double[] Stds { get; }
+    public int Dim => Means[0].Length;
+    public int Components => Weights.Length;
+
+    public GaussianMixture(double[] weights, double[][] means, double[] stds)
+    {
+        if (weights.Length == 0) throw new UserError("Gaussian mixture: expected at least one component");
+        if (means.Length != weights.Length || stds.Length != weights.Length)
+            throw new UserError($"Gaussian mixture: weights, means and stds must have the same length (got {weights.Length}, {means.Length}, {stds.Length})");
+        if (means.Any(m => m is null || m.Length == 0 || m.Length != means[0].Length))
+            throw new UserError("Gaussian mixture: every mean must be a non-empty list of the same length");
+        if (weights.Any(w => !(w > 0))) throw new UserError("Gaussian mixture: every weight must be positive");
+        if (stds.Any(s => !(s >= 0))) throw new UserError("Gaussian mixture: every std must be zero or more");
+        double sum = weights.Sum();
+        Weights = weights.Select(w => w / sum).ToArray();
+        Means = means.Select(m => (double[])m.Clone()).ToArray();
+        Stds = (double[])stds.Clone();
+    }
+
+    /// <summary>Draws n points (float64, [n, D]) with the generator.</summary>
+    public Tensor Sample(int n, Generator? gen)
+    {
+        using var scope = NewDisposeScope();
+        using var w = tensor(Weights, dtype: ScalarType.Float64);
+        var k = multinomial(w, n, replacement: true, generator: gen);
+        var mu = tensor(Means.SelectMany(m => m).ToArray(), dtype: ScalarType.Float64).reshape(Components, Dim).index_select(0, k);
+        var s = tensor(Stds, dtype: ScalarType.Float64).index_select(0, k).unsqueeze(1);
+        var x = mu + s * randn([n, Dim], dtype: ScalarType.Float64, generator: gen);
+        return x.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// ∇ log p_t(x) for the noised mixture p_t = Σ π_k N(α μ_k, (α² s_k² + σ²) I), with α, σ given per
+    /// row as [N, 1] tensors (or scalars). Computed in x's dtype.
+    /// </summary>
+    public Tensor Score(Tensor x, Tensor alpha, Tensor sigma)
+    {
+        using var scope = NewDisposeScope();
+        var (resp, diff, var_) = Posterior(x, alpha, sigma);
+        // ∇ log p = Σ_k r_k · (−(x − α μ_k) / v_k)
+        var g = -(resp.unsqueeze(-1) * diff / var_.unsqueeze(-1)).sum(1);
+        return g.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>log p_t(x) of each row under the noised mixture (α = 1, σ = 0 gives the data density).</summary>
+    public Tensor LogDensity(Tensor x, Tensor alpha, Tensor sigma)
+    {
+        using var scope = NewDisposeScope();
+        var (logits, _, _) = Components_(x, alpha, sigma);
+        return logits.logsumexp(1).MoveToOuterDisposeScope();
+    }
+
+    private (Tensor Resp, Tensor Diff, Tensor Var) Posterior(Tensor x, Tensor alpha, Tensor sigma)
+    {
+        var (logits, diff, var_) = Components_(x, alpha, sigma);
+        return (softmax(logits, 1), diff, var_);
+    }
+
+    // log π_k + log N(x; α μ_k, v_k I) per row and component, the differences x − α μ_k and v_k.
+    private (Tensor Logits, Tensor Diff, Tensor Var) Components_(Tensor x, Tensor alpha, Tensor sigma)
+    {
+        var dt = x.dtype;
+        var mu = tensor(Means.SelectMany(m => m).ToArray(), dtype: dt).reshape(1, Components, Dim);
+        var s2 = tensor(Stds.Select(s => s * s).ToArray(), dtype: dt).reshape(1, Components);
+        var a = alpha.to_type(dt).reshape(-1, 1);
+        var sg = sigma.to_type(dt).reshape(-1, 1);
+        var var_ = a * a * s2 + sg * sg;                                   // [N or 1, K]
+        var diff = x.unsqueeze(1) - a.unsqueeze(-1) * mu;                   // [N, K, D]
+        var sq = diff.pow(2).sum(-1);                                       // [N, K]
+        var logw = tensor(Weights.Select(w => Math.Log(w)).ToArray(), dtype: dt).reshape(1, Components);
+        var logits = logw - 0.5 * Dim * (var_ * (2 * Math.PI)).log() - sq / (2 * var_);
+        return (logits, diff, var_.expand(x.shape[0], Components));
+    }
+
+    // ---- JSON ----
+
+    private sealed class SpecJson
+    {
+        [JsonPropertyName("weights")] public double[]? Weights { get; set; }
+        [JsonPropertyName("means")] public double[][]? Means { get; set; }
+        [JsonPropertyName("stds")] public double[]? Stds { get; set; }
+        [JsonPropertyName("schedule")] public ScheduleJson? Schedule { get; set; }
+    }
+
+    private sealed class ScheduleJson
+    {
+        [JsonPropertyName("name")] public string? Name { get; set; }
+        [JsonPropertyName("T")] public int? T { get; set; }
+        [JsonPropertyName("betas")] public double[]? Betas { get; set; }
+    }
+
+    /// <summary>Reads a mixture and its schedule from a SPEC.json file; every problem is one line naming the file.</summary>
+    public static (GaussianMixture Mixture, ScheduleConfig Schedule) Load(string path)
+    {
+        if (!File.Exists(path)) throw new UserError($"gmm:{path}: file not found");
+        SpecJson? spec;
+        try
+        {
+            spec = JsonSerializer.Deserialize<SpecJson>(File.ReadAllText(path),
+                new JsonSerializerOptions { UnmappedMemberHandling = JsonUnmappedMemberHandling.Disallow, ReadCommentHandling = JsonCommentHandling.Skip, AllowTrailingCommas = true });
+        }
+        catch (JsonException e) { throw new UserError($"gmm:{path}: not a valid mixture spec ({e.Message.ReplaceLineEndings(" ")})"); }
+        if (spec?.Weights is null || spec.Means is null || spec.Stds is null)
+            throw new UserError($"gmm:{path}: expected {{\"weights\":[…], \"means\":[[…], …], \"stds\":[…], \"schedule\":{{\"name\":\"linear\",\"T\":1000}}}}");
+        GaussianMixture gmm;
+        try { gmm = new GaussianMixture(spec.Weights, spec.Means, spec.Stds); }
+        catch (UserError e) { throw new UserError($"gmm:{path}: {e.Message}"); }
+        var sc = new ScheduleConfig
+        {
+            Name = spec.Schedule?.Name ?? "linear",
+            Timesteps = spec.Schedule?.T ?? 1000,
+            Betas = spec.Schedule?.Betas,
+        };
+        if (sc.Betas is not null && spec.Schedule?.Name is null) sc.Name = "custom";
+        try { sc.Validate(); }
+        catch (ConfigException e) { throw new UserError($"gmm:{path}: {e.Message}"); }
+        return (gmm, sc);
+    }
+
+    public string ToJson(ScheduleConfig schedule)
+    {
+        var o = new SpecJson
+        {
+            Weights = Weights, Means = Means, Stds = Stds,
+            Schedule = new ScheduleJson { Name = schedule.Name, T = schedule.Name == "custom" ? null : schedule.Timesteps, Betas = schedule.Betas },
+        };
+        return JsonSerializer.Serialize(o, new JsonSerializerOptions { WriteIndented = false, DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull });
+    }
+}
+
+/// <summary>
+/// The exact ε-predictor of a Gaussian-mixture data distribution (METHODS.md §6):
+/// ε*(x_t) = −σ_t·∇log p_t(x_t). It accepts integer or real-valued times in discrete units:
+/// ᾱ at time u comes from the continuous VP view (log α piecewise linear between steps), which is
+/// the discrete ᾱ_u exactly at integers. It consumes no randomness.
+/// </summary>
+public sealed class GaussianMixtureDenoiser(GaussianMixture mixture, NoiseSchedule schedule) : IDenoiser
+{
+    private readonly ContinuousVp vp = new(schedule);
+
+    public GaussianMixture Mixture { get; } = mixture;
+    public NoiseSchedule Schedule { get; } = schedule;
+    public Prediction Prediction => Prediction.Epsilon;
+
+    /// <summary>Number of calls so far (each call is one function evaluation for the whole batch).</summary>
+    public int Evaluations { get; private set; }
+
+    public Tensor Predict(Tensor x, Tensor t)
+    {
+        Evaluations++;
+        using var scope = NewDisposeScope();
+        var ts = t.to_type(ScalarType.Float64).cpu().data<double>().ToArray();
+        var ab = ts.Select(u => IsInteger(u) ? schedule.AlphasCumprod[(int)u] : vp.AlphaBarAtStep(u)).ToArray();
+        var alpha = tensor(ab.Select(a => Math.Sqrt(a)).ToArray(), dtype: x.dtype).reshape(-1, 1);
+        var sigma = tensor(ab.Select(a => Math.Sqrt(1 - a)).ToArray(), dtype: x.dtype).reshape(-1, 1);
+        var eps = -sigma * Mixture.Score(x, alpha, sigma);
+        return eps.MoveToOuterDisposeScope();
+    }
+
+    private bool IsInteger(double u) => u >= 0 && u < schedule.T && u == Math.Floor(u);
+}
