@@ -1,0 +1,66 @@
+using StbImageSharp;
+using static TorchSharp.torch;
+
+namespace Diffusion.Data;
+
+/// <summary>
+/// A folder of PNG/JPEG images (searched recursively, sorted by path), each resized so that its
+/// short side is <c>size</c> (bilinear with antialiasing) and centre-cropped to size×size, as gray
+/// (1 channel) or RGB (3 channels), scaled to [−1, 1].
+/// </summary>
+public static class ImageFolder
+{
+    private static readonly string[] Extensions = [".png", ".jpg", ".jpeg"];
+
+    /// <param name="channels">1, 3, or 0 to decide from the files (1 when every image is gray).</param>
+    public static Dataset Load(string spec, string dir, int size, int channels)
+    {
+        if (!Directory.Exists(dir)) throw new UserError($"{spec}: folder {dir} not found");
+        if (size < 1) throw new UserError($"{spec}: data.image-size must be positive, got {size}");
+        if (channels is not (0 or 1 or 3)) throw new UserError($"{spec}: data.channels must be 0 (from the files), 1 or 3, got {channels}");
+        var files = Directory.EnumerateFiles(dir, "*", SearchOption.AllDirectories)
+            .Where(f => Extensions.Contains(Path.GetExtension(f).ToLowerInvariant()))
+            .OrderBy(f => f, StringComparer.Ordinal).ToList();
+        if (files.Count == 0) throw new UserError($"{spec}: no .png, .jpg or .jpeg files in {dir}");
+
+        var decoded = new List<(byte[] Rgb, int W, int H)>(files.Count);
+        bool allGray = true;
+        foreach (var f in files)
+        {
+            ImageResult img;
+            try { img = ImageResult.FromMemory(File.ReadAllBytes(f), ColorComponents.RedGreenBlue); }
+            catch (Exception e) { throw new UserError($"{spec}: {f}: not a readable PNG/JPEG image ({e.Message.ReplaceLineEndings(" ")})"); }
+            if (img?.Data is null || img.Width < 1 || img.Height < 1) throw new UserError($"{spec}: {f}: not a readable PNG/JPEG image");
+            if (allGray)
+            {
+                var d = img.Data;
+                for (int i = 0; i < d.Length; i += 3)
+                    if (d[i] != d[i + 1] || d[i] != d[i + 2]) { allGray = false; break; }
+            }
+            decoded.Add((img.Data, img.Width, img.Height));
+        }
+        int c = channels == 0 ? (allGray ? 1 : 3) : channels;
+
+        using var scope = NewDisposeScope();
+        var batch = new List<Tensor>(decoded.Count);
+        foreach (var (rgb, w, h) in decoded)
+        {
+            var x = tensor(rgb, [h, w, 3]).permute(2, 0, 1).to_type(ScalarType.Float32).unsqueeze(0); // 1,3,H,W in [0,255]
+            if (c == 1) x = (x[.., 0..1] * 0.299 + x[.., 1..2] * 0.587 + x[.., 2..3] * 0.114);
+            batch.Add(ResizeCenterCrop(x, size));
+        }
+        var all = cat(batch, 0) / 127.5 - 1.0;
+        return new Dataset(spec, all.clamp(-1.0, 1.0));
+    }
+
+    /// <summary>Resizes [1, C, H, W] so that its short side is <paramref name="size"/>, then crops the centre size×size.</summary>
+    public static Tensor ResizeCenterCrop(Tensor x, int size)
+    {
+        long h = x.shape[2], w = x.shape[3];
+        double scale = (double)size / Math.Min(h, w);
+        long nh = Math.Max(size, (long)Math.Round(h * scale)), nw = Math.Max(size, (long)Math.Round(w * scale));
+        var r = (nh == h && nw == w) ? x : nn.functional.interpolate(x, size: [nh, nw], mode: InterpolationMode.Bilinear, align_corners: false, antialias: true);
+        long top = (nh - size) / 2, left = (nw - size) / 2;
+        return r.narrow(2, top, size).narrow(3, left, size);
+    }
+}
