@@ -1,0 +1,152 @@
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Diffusion.Config;
+using Diffusion.Models;
+using Diffusion.Util;
+using TorchSharp.Modules;
+
+namespace Diffusion.Training;
+
+/// <summary>What a checkpoint says about the run besides its tensors.</summary>
+public sealed class CheckpointHeader
+{
+    public int FormatVersion { get; set; } = Checkpoint.Version;
+    /// <summary>The full run configuration.</summary>
+    public JsonObject Config { get; set; } = new();
+    /// <summary>Shape of one training example, e.g. [1, 28, 28] or [2].</summary>
+    public long[] ExampleShape { get; set; } = [];
+    /// <summary>Optimisation steps taken.</summary>
+    public long Step { get; set; }
+    /// <summary>State of the training generator (t, noise, flips), base64.</summary>
+    public string GeneratorState { get; set; } = "";
+    /// <summary>State of libtorch's global generator (dropout), base64.</summary>
+    public string GlobalRngState { get; set; } = "";
+    /// <summary>Training wall time so far, seconds.</summary>
+    public double ElapsedSeconds { get; set; }
+    public string CreatedUtc { get; set; } = "";
+
+    public RunConfig RunConfig(string origin) => ConfigLoader.FromTree((JsonObject)Config.DeepClone(), origin);
+}
+
+/// <summary>
+/// One file holding a training run: header (config, example shape, step, RNG states) and the model,
+/// EMA and optimizer states in TorchSharp's own format. Layout: "DIFFCKPT", int32 version, the header
+/// as JSON, then named length-prefixed sections, then "DIFFEND!". Written atomically (temporary file
+/// then rename), so a run killed while saving keeps its previous checkpoint.
+/// </summary>
+public static class Checkpoint
+{
+    public const int Version = 1;
+    public const string FileName = "checkpoint.ckpt";
+    private static readonly byte[] Magic = Encoding.ASCII.GetBytes("DIFFCKPT");
+    private static readonly byte[] EndMagic = Encoding.ASCII.GetBytes("DIFFEND!");
+
+    private static readonly JsonSerializerOptions HeaderJson = new() { PropertyNamingPolicy = JsonNamingPolicy.KebabCaseLower, WriteIndented = false };
+
+    /// <summary>A run folder (its checkpoint.ckpt) or a checkpoint file.</summary>
+    public static string Resolve(string path)
+    {
+        if (Directory.Exists(path))
+        {
+            var f = Path.Combine(path, FileName);
+            if (!File.Exists(f)) throw new UserError($"--checkpoint {path}: the folder holds no {FileName}");
+            return f;
+        }
+        if (!File.Exists(path)) throw new UserError($"--checkpoint {path}: no such file or run folder");
+        return path;
+    }
+
+    public static void Save(string path, CheckpointHeader header, DenoiserNetwork model, DenoiserNetwork? ema, OptimizerHelper? optimizer)
+    {
+        var sections = new List<(string Name, byte[] Data)> { ("model", ModuleBytes(model)) };
+        if (ema is not null) sections.Add(("ema", ModuleBytes(ema)));
+        if (optimizer is not null)
+        {
+            using var ms = new MemoryStream();
+            using (var w = new BinaryWriter(ms, Encoding.UTF8, leaveOpen: true)) optimizer.save_state_dict(w);
+            sections.Add(("optimizer", ms.ToArray()));
+        }
+        header.FormatVersion = Version;
+        header.CreatedUtc = DateTime.UtcNow.ToString("o");
+        AtomicFile.Write(path, s =>
+        {
+            using var w = new BinaryWriter(s, Encoding.UTF8, leaveOpen: true);
+            w.Write(Magic);
+            w.Write(Version);
+            w.Write(JsonSerializer.Serialize(header, HeaderJson));
+            w.Write(sections.Count);
+            foreach (var (name, data) in sections)
+            {
+                w.Write(name);
+                w.Write((long)data.Length);
+                w.Write(data);
+            }
+            w.Write(EndMagic);
+        });
+    }
+
+    /// <summary>The checkpoint's header and its sections' bytes; a damaged file is one clear error.</summary>
+    public static (CheckpointHeader Header, Dictionary<string, byte[]> Sections) Read(string path)
+    {
+        try
+        {
+            using var fs = File.OpenRead(path);
+            using var r = new BinaryReader(fs, Encoding.UTF8);
+            if (!r.ReadBytes(Magic.Length).AsSpan().SequenceEqual(Magic)) throw new UserError($"checkpoint {path}: not a diffusion checkpoint (bad magic)");
+            int version = r.ReadInt32();
+            if (version != Version) throw new UserError($"checkpoint {path}: format version {version}; this program reads version {Version}");
+            var header = JsonSerializer.Deserialize<CheckpointHeader>(r.ReadString(), HeaderJson) ?? throw new InvalidDataException("empty header");
+            int count = r.ReadInt32();
+            if (count < 0 || count > 64) throw new InvalidDataException("bad section count");
+            var sections = new Dictionary<string, byte[]>();
+            for (int i = 0; i < count; i++)
+            {
+                string name = r.ReadString();
+                long len = r.ReadInt64();
+                if (len < 0 || len > fs.Length - fs.Position) throw new InvalidDataException($"section {name} runs past the end of the file");
+                sections[name] = r.ReadBytes((int)len);
+            }
+            if (!r.ReadBytes(EndMagic.Length).AsSpan().SequenceEqual(EndMagic)) throw new InvalidDataException("missing end marker");
+            return (header, sections);
+        }
+        catch (UserError) { throw; }
+        catch (Exception e) when (e is EndOfStreamException or InvalidDataException or JsonException or IOException or ArgumentException)
+        {
+            throw new UserError($"checkpoint {path}: corrupt or truncated ({e.Message.ReplaceLineEndings(" ")})");
+        }
+    }
+
+    public static CheckpointHeader ReadHeader(string path) => Read(path).Header;
+
+    /// <summary>Loads a section into a module (strictly: every name and shape must match).</summary>
+    public static void LoadModule(string path, Dictionary<string, byte[]> sections, string name, TorchSharp.torch.nn.Module module)
+    {
+        if (!sections.TryGetValue(name, out var data)) throw new UserError($"checkpoint {path}: has no '{name}' weights");
+        try
+        {
+            using var ms = new MemoryStream(data);
+            using var r = new BinaryReader(ms);
+            module.load(r, strict: true);
+        }
+        catch (Exception e) when (e is not UserError)
+        {
+            throw new UserError($"checkpoint {path}: the '{name}' weights do not fit the model its config describes ({e.Message.ReplaceLineEndings(" ")})");
+        }
+    }
+
+    public static void LoadOptimizer(string path, Dictionary<string, byte[]> sections, OptimizerHelper optimizer)
+    {
+        if (!sections.TryGetValue("optimizer", out var data)) throw new UserError($"checkpoint {path}: has no optimizer state to resume from");
+        using var ms = new MemoryStream(data);
+        using var r = new BinaryReader(ms);
+        optimizer.load_state_dict(r);
+    }
+
+    private static byte[] ModuleBytes(TorchSharp.torch.nn.Module m)
+    {
+        using var ms = new MemoryStream();
+        using (var w = new BinaryWriter(ms, Encoding.UTF8, leaveOpen: true)) m.save(w);
+        return ms.ToArray();
+    }
+}
