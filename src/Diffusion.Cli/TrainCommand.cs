@@ -1,0 +1,180 @@
+using TorchSharp;
+using System.Diagnostics;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Diffusion.Config;
+using Diffusion.Data;
+using Diffusion.Metrics;
+using Diffusion.Training;
+using static TorchSharp.torch;
+
+namespace Diffusion.Cli;
+
+public static class TrainCommand
+{
+    public const string Help = """
+        diffusion train [--config FILE|NAME] [--set key=value]... [--data SPEC] [--data-dir DIR]
+                        [--steps N] [--seed S] [--out RUN_DIR] [--resume] [--force] [--threads N] [--quiet]
+
+        Trains a denoising diffusion model and writes into RUN_DIR: checkpoint.ckpt (model, EMA,
+        optimizer, step, RNG states, config), config.json, log.jsonl, loss.png, samples.png (+ .npy)
+        from the EMA weights, and metrics.json.
+
+          --config FILE|NAME  a .json or .toml config, or a built-in one (demo, toy, image28, image32).
+                              Without it, --data picks a default: the MLP for vectors, the small UNet for images.
+          --set key=value     override one config key, e.g. --set train.lr=2e-4 --set model.channel-mult=[1,2,2]
+          --data SPEC         toy:gmm-grid | toy:moons | toy:swiss-roll | toy:rings | gmm:SPEC.json
+                              | fashion-mnist[:test] | mnist | images:DIR | npy:FILE
+          --data-dir DIR      folder of the dataset's files (Fashion-MNIST IDX, mnist digits)
+          --steps N           total optimisation steps (with --resume: continue up to N in total)
+          --seed S            seed of every random draw (model init, data order, t, noise, dropout)
+          --out RUN_DIR       run folder (default runs/<data>-<time>)
+          --resume            continue the run in --out from its checkpoint, exactly
+          --force             delete an existing run in --out and start over
+          --threads N         libtorch CPU threads (default: the config's train.threads, else libtorch's)
+          --quiet             no progress bar
+        """;
+
+    private static readonly string[] ValueOptions = ["config", "set", "data", "data-dir", "steps", "seed", "out", "threads"];
+    private static readonly string[] SwitchOptions = ["resume", "force", "quiet"];
+
+    public static int Run(string[] argv)
+    {
+        var a = new Args("train", argv, ValueOptions, SwitchOptions);
+        a.NoPositionals();
+        bool resume = a.Switch("resume");
+        string? outDir = a.Get("out");
+        RunConfig cfg;
+
+        if (resume)
+        {
+            if (outDir is null) throw new UsageError("diffusion train: --resume needs --out RUN_DIR (the run to continue)");
+            foreach (var o in new[] { "config", "set", "data", "seed" })
+                if (a.Has(o)) throw new UsageError($"diffusion train: --resume continues the run with its saved config; --{o} cannot change it (only --steps, --threads and --data-dir may be given)");
+            if (a.Switch("force")) throw new UsageError("diffusion train: --resume and --force contradict each other");
+            var header = Checkpoint.ReadHeader(Checkpoint.Resolve(outDir));
+            var tree = header.Config;
+            if (a.Int("steps", 0) is int st) ConfigLoader.ApplySet(tree, $"train.steps={st}");
+            if (a.Get("data-dir") is string dd) tree["data"]!["data-dir"] = dd;
+            cfg = ConfigLoader.FromTree(tree, $"checkpoint in {outDir}");
+        }
+        else
+        {
+            cfg = BuildConfig(a);
+            outDir ??= Path.Combine("runs", $"{SafeName(cfg.Data.Spec)}-{DateTime.Now:yyyyMMdd-HHmmss}");
+            if (a.Switch("force") && Directory.Exists(outDir))
+            {
+                if (!File.Exists(Path.Combine(outDir, Checkpoint.FileName)) && Directory.EnumerateFileSystemEntries(outDir).Any() && !File.Exists(Path.Combine(outDir, Trainer.ConfigFile)))
+                    throw new UsageError($"diffusion train: --force would delete {outDir}, which does not look like a run folder; remove it yourself");
+                Directory.Delete(outDir, recursive: true);
+            }
+        }
+
+        if (!resume && File.Exists(Path.Combine(outDir, Checkpoint.FileName)))
+            throw new UsageError($"diffusion train: --out {outDir} already holds a run ({Checkpoint.FileName}); pass --resume to continue it, --force to start over, or choose another --out");
+        int threads = a.Int("threads", 1) ?? cfg.Train.Threads;
+        if (threads > 0) torch.set_num_threads(threads);
+        bool quiet = a.Switch("quiet");
+
+        Console.Error.WriteLine($"train: data {cfg.Data.Spec}, model {cfg.Model.Type} ({cfg.Model.Prediction}), schedule {cfg.Schedule.Name} T={cfg.Schedule.Length}, {cfg.Train.Steps} steps of batch {cfg.Train.BatchSize}, seed {cfg.Train.Seed}, {torch.get_num_threads()} threads → {outDir}");
+        var wall = Stopwatch.StartNew();
+        using var trainer = new Trainer(cfg, outDir, resume);
+        trainer.OnMessage = m => Console.Error.WriteLine(m);
+        Console.Error.WriteLine($"train: {trainer.Data.Count} examples of shape [{string.Join(", ", trainer.Data.ExampleShape)}], {Models.ModelFactory.ParameterCount(trainer.Model):N0} parameters");
+        var bar = new ProgressBar("train", !quiet);
+        trainer.OnProgress = p => bar.Report(p.Step, p.TotalSteps, p.Loss, p.StepsPerSecond);
+        try { trainer.Run(); }
+        finally { bar.Finish(); }
+
+        Trainer.WriteLossPlot(outDir, Path.Combine(outDir, "loss.png"));
+        var sampleBar = new ProgressBar("sample", !quiet);
+        var sw = Stopwatch.StartNew();
+        using var samples = trainer.WriteSamples(Path.Combine(outDir, "samples.png"), (d, t) => sampleBar.Report(d, t));
+        double sampleSeconds = sw.Elapsed.TotalSeconds;
+        sampleBar.Finish();
+        IO.SampleOutput.Save(Path.Combine(outDir, "samples.npy"), samples);
+
+        var log = Trainer.ReadLog(Path.Combine(outDir, Trainer.LogFile));
+        var tail = log.Skip(Math.Max(0, log.Count - Math.Max(1, log.Count / 10))).ToList();
+        var header2 = Checkpoint.ReadHeader(Path.Combine(outDir, Checkpoint.FileName));
+        var metrics = new JsonObject
+        {
+            ["data"] = cfg.Data.Spec,
+            ["steps"] = trainer.Step,
+            ["batch_size"] = cfg.Train.BatchSize,
+            ["parameters"] = Models.ModelFactory.ParameterCount(trainer.Model),
+            ["threads"] = torch.get_num_threads(),
+            ["train_seconds_total"] = Math.Round(header2.ElapsedSeconds, 2),
+            ["train_seconds_this_run"] = Math.Round(trainer.TrainSeconds, 2),
+            ["train_samples_per_second"] = trainer.TrainSeconds > 0 ? Math.Round(trainer.TrainedSteps * cfg.Train.BatchSize / trainer.TrainSeconds, 2) : null,
+            ["final_loss"] = tail.Count > 0 ? Math.Round(tail.Average(e => e.Loss), 6) : null,
+            ["sampler"] = $"{cfg.Sample.Sampler} {cfg.Sample.Steps} steps ({cfg.Sample.Spacing}{(cfg.Sample.Sampler == "ddim" ? $", eta {cfg.Sample.Eta}" : $", {cfg.Sample.Variance}")}), EMA weights",
+            ["samples"] = cfg.Sample.N,
+            ["sample_seconds"] = Math.Round(sampleSeconds, 2),
+            ["wall_seconds_this_command"] = Math.Round(wall.Elapsed.TotalSeconds, 2),
+        };
+        if (trainer.Data.Mixture is { } gmm)
+        {
+            var s = MixtureMetrics.Score(gmm, samples);
+            metrics["fraction_within_3_sigma"] = Math.Round(s.FractionWithin3Sigma, 4);
+            metrics["modes_covered"] = s.ModesCovered;
+            metrics["modes"] = s.Modes;
+            metrics["mean_log_likelihood"] = Math.Round(s.MeanLogLikelihood, 4);
+        }
+        Util.AtomicFile.WriteAllText(Path.Combine(outDir, "metrics.json"), metrics.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
+        Console.Error.WriteLine($"train: done in {ProgressBar.Format(wall.Elapsed.TotalSeconds)}; wrote {Path.Combine(outDir, "samples.png")}, loss.png, checkpoint.ckpt, metrics.json");
+        return 0;
+    }
+
+    /// <summary>The config of a new run: a file or built-in config (or the default for --data), then --set, --data, --data-dir, --steps, --seed.</summary>
+    public static RunConfig BuildConfig(Args a)
+    {
+        JsonObject tree;
+        string origin;
+        string? configArg = a.Get("config");
+        string? data = a.Get("data");
+        if (configArg is not null)
+        {
+            bool looksLikeFile = configArg.Contains('/') || configArg.Contains('\\') || configArg.EndsWith(".toml") || configArg.EndsWith(".json");
+            tree = looksLikeFile || File.Exists(configArg) ? ConfigLoader.FileTree(configArg) : ConfigLoader.EmbeddedTree(configArg);
+            origin = configArg;
+        }
+        else if (data is not null)
+        {
+            string name = DefaultConfigName(data);
+            tree = ConfigLoader.EmbeddedTree(name);
+            origin = $"built-in config {name}";
+        }
+        else throw new UsageError("diffusion train: give --config FILE (or a built-in name: demo, toy, image28, image32) or --data SPEC");
+
+        foreach (var s in a.All("set")) ConfigLoader.ApplySet(tree, s);
+        if (data is not null) ConfigLoader.ApplySet(tree, "data.spec=" + JsonSerializer.Serialize(data));
+        if (a.Get("data-dir") is string dd) ConfigLoader.ApplySet(tree, "data.data-dir=" + JsonSerializer.Serialize(dd));
+        if (a.Int("steps", 0) is int steps) ConfigLoader.ApplySet(tree, $"train.steps={steps}");
+        if (a.Long("seed") is long seed) ConfigLoader.ApplySet(tree, $"train.seed={seed}");
+        return ConfigLoader.FromTree(tree, origin);
+    }
+
+    /// <summary>The built-in config for a kind of data: toy (MLP) for vectors, image28 or image32 (UNet) for images.</summary>
+    public static string DefaultConfigName(string dataSpec)
+    {
+        var (kind, arg) = DataSources.Split(dataSpec);
+        switch (kind)
+        {
+            case "fashion-mnist":
+            case "mnist":
+                return "image28";
+            case "images":
+                return "image32";
+            case "npy":
+                var shape = Npy.ReadShape(arg);
+                if (shape.Length == 4) return shape[2] <= 28 ? "image28" : "image32";
+                return "toy";
+            default:
+                return "toy";
+        }
+    }
+
+    private static string SafeName(string spec) =>
+        new string(spec.Select(c => char.IsLetterOrDigit(c) || c == '-' ? c : '-').ToArray()).Trim('-') is { Length: > 0 } s ? s[..Math.Min(s.Length, 40)] : "run";
+}
