@@ -1,0 +1,116 @@
+using System.Diagnostics;
+using Diffusion.Data;
+using Diffusion.Models;
+using Diffusion.Sampling;
+using Diffusion.Schedules;
+using static TorchSharp.torch;
+
+namespace Diffusion.Tests;
+
+/// <summary>The command-line program, run as a user runs it.</summary>
+public class CliTests
+{
+    private static (int Code, string Out, string Err) Run(params string[] args)
+    {
+        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "diffusion.dll"));
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        using var p = Process.Start(psi)!;
+        var stdout = p.StandardOutput.ReadToEndAsync();
+        var stderr = p.StandardError.ReadToEndAsync();
+        p.WaitForExit();
+        return (p.ExitCode, stdout.Result, stderr.Result);
+    }
+
+    private static void AssertOneLineError((int Code, string Out, string Err) r, string contains)
+    {
+        Assert.NotEqual(0, r.Code);
+        var lines = r.Err.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.True(lines.Length == 1, $"expected one line on stderr, got:\n{r.Err}");
+        Assert.StartsWith("error: ", lines[0]);
+        Assert.Contains(contains, lines[0]);
+    }
+
+    [Fact]
+    public void Usage_and_option_errors_are_one_line()
+    {
+        var r = Run();
+        Assert.Equal(2, r.Code);
+        Assert.Contains("usage: diffusion", r.Out);
+        Assert.Equal(0, Run("train", "--help").Code);
+        AssertOneLineError(Run("frobnicate"), "unknown command 'frobnicate'");
+        AssertOneLineError(Run("train", "--data", "toy:moons", "--stepz", "3"), "unknown option --stepz");
+        AssertOneLineError(Run("train", "--data", "toy:moons", "--steps", "many"), "--steps expects an integer");
+        AssertOneLineError(Run("train", "--data", "toy:moons", "--set", "model.nope=1", "--out", TestUtil.TempDir("x")), "unknown key 'model.nope'");
+        AssertOneLineError(Run("train"), "give --config FILE");
+        AssertOneLineError(Run("train", "--config", "/nonexistent/c.toml"), "file not found");
+        AssertOneLineError(Run("train", "--data", "npy:/nonexistent.npy"), "/nonexistent.npy: file not found");
+        AssertOneLineError(Run("sample", "--out", "x.npy"), "give exactly one of --checkpoint");
+        AssertOneLineError(Run("sample", "--checkpoint", "/nonexistent", "--out", "x.npy"), "no such file or run folder");
+        AssertOneLineError(Run("sample", "--model", "gmm:/nonexistent.json", "--out", "x.npy"), "file not found");
+    }
+
+    [Fact]
+    public void Train_then_sample_from_the_checkpoint()
+    {
+        var dir = TestUtil.TempDir("cli-run");
+        var run = Path.Combine(dir, "run");
+        var r = Run("train", "--data", "toy:moons?n=2000", "--steps", "30", "--out", run, "--quiet",
+                    "--set", "model.hidden=32", "--set", "train.batch-size=64", "--set", "sample.n=50", "--set", "sample.steps=20");
+        Assert.True(r.Code == 0, r.Err);
+        foreach (var f in new[] { "checkpoint.ckpt", "config.json", "log.jsonl", "loss.png", "samples.png", "samples.npy", "metrics.json" })
+            Assert.True(File.Exists(Path.Combine(run, f)), f);
+        AssertOneLineError(Run("train", "--data", "toy:moons?n=2000", "--steps", "30", "--out", run), "already holds a run");
+
+        var outNpy = Path.Combine(dir, "s.npy");
+        r = Run("sample", "--checkpoint", run, "--sampler", "ddim", "--steps", "10", "--n", "16", "--out", outNpy, "--quiet");
+        Assert.True(r.Code == 0, r.Err);
+        using (var s = Npy.Read(outNpy)) Assert.Equal(new long[] { 16, 2 }, s.shape);
+        r = Run("sample", "--checkpoint", Path.Combine(run, "checkpoint.ckpt"), "--sampler", "ddpm", "--steps", "25", "--n", "8", "--out", Path.Combine(dir, "s.png"), "--quiet");
+        Assert.True(r.Code == 0, r.Err);
+        Assert.True(new FileInfo(Path.Combine(dir, "s.png")).Length > 1000);
+
+        // Resume to more steps continues the log where it stopped.
+        r = Run("train", "--resume", "--out", run, "--steps", "40", "--quiet");
+        Assert.True(r.Code == 0, r.Err);
+        Assert.Equal(40, Diffusion.Training.Checkpoint.ReadHeader(Path.Combine(run, "checkpoint.ckpt")).Step);
+        AssertOneLineError(Run("train", "--resume", "--out", run, "--set", "train.lr=1"), "--resume continues the run with its saved config");
+
+        var bytes = File.ReadAllBytes(Path.Combine(run, "checkpoint.ckpt"));
+        File.WriteAllBytes(Path.Combine(dir, "cut.ckpt"), bytes[..(bytes.Length - 200)]);
+        AssertOneLineError(Run("sample", "--checkpoint", Path.Combine(dir, "cut.ckpt"), "--out", outNpy), "corrupt or truncated");
+        AssertOneLineError(Run("sample", "--checkpoint", run, "--steps", "5000", "--out", outNpy), "exceeds the schedule's T = 1000");
+    }
+
+    [Fact]
+    public void Exact_model_path_uses_the_given_noise_and_no_other_randomness()
+    {
+        var dir = TestUtil.TempDir("cli-gmm");
+        var spec = Path.Combine(dir, "spec.json");
+        File.WriteAllText(spec, """{"weights":[0.5,0.3,0.2], "means":[[-1,0.5],[1,1],[0.5,-1.2]], "stds":[0.3,0.2,0.4], "schedule":{"name":"linear","T":1000}}""");
+        using var noise = randn([64, 2], dtype: ScalarType.Float64, generator: new Generator(9));
+        var noisePath = Path.Combine(dir, "noise.npy");
+        Npy.Write(noisePath, noise);
+        string a = Path.Combine(dir, "a.npy"), b = Path.Combine(dir, "b.npy");
+        var r1 = Run("sample", "--model", $"gmm:{spec}", "--sampler", "ddim", "--steps", "25", "--init-noise", noisePath, "--dtype", "float64", "--seed", "1", "--out", a, "--quiet");
+        var r2 = Run("sample", "--model", $"gmm:{spec}", "--sampler", "ddim", "--steps", "25", "--init-noise", noisePath, "--dtype", "float64", "--seed", "2", "--out", b, "--quiet");
+        Assert.True(r1.Code == 0, r1.Err);
+        Assert.True(r2.Code == 0, r2.Err);
+        Assert.Contains("25 denoiser evaluations", r1.Err);
+        using var ya = Npy.Read(a);
+        using var yb = Npy.Read(b);
+        Assert.Equal(ScalarType.Float64, ya.dtype);
+        Assert.True(ya.equal(yb).all().item<bool>(), "a deterministic sampler must not depend on --seed");
+        // Same as the library's DDIM on the same noise.
+        var (gmm, sc) = GaussianMixture.Load(spec);
+        var schedule = sc.Build();
+        using var expected = new DdimSampler(schedule, Respacing.Timesteps("uniform", 1000, 25), 0, false).Sample(new GaussianMixtureDenoiser(gmm, schedule), noise, null);
+        Assert.True(ya.equal(expected).all().item<bool>());
+
+        File.WriteAllText(Path.Combine(dir, "bad.json"), """{"weights":[1], "means":[[0,0]], "stds":[0.1], "colour":"red"}""");
+        AssertOneLineError(Run("sample", "--model", $"gmm:{Path.Combine(dir, "bad.json")}", "--out", a), "not a valid mixture spec");
+        using var wrong = randn([4, 3], dtype: ScalarType.Float64);
+        Npy.Write(Path.Combine(dir, "wrong.npy"), wrong);
+        AssertOneLineError(Run("sample", "--model", $"gmm:{spec}", "--init-noise", Path.Combine(dir, "wrong.npy"), "--out", a), "expected shape (N, 2)");
+    }
+}

@@ -1,0 +1,39 @@
+using Diffusion.Models;
+using Diffusion.Schedules;
+using static TorchSharp.torch;
+
+namespace Diffusion.Tests;
+
+internal static class TestUtil
+{
+    /// <summary>A fresh empty folder under the system temp directory.</summary>
+    public static string TempDir(string name)
+    {
+        var d = Path.Combine(Path.GetTempPath(), "diffusion-tests", $"{name}-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(d);
+        return d;
+    }
+
+    /// <summary>A 2-D, three-component mixture with unequal weights and spreads.</summary>
+    public static GaussianMixture SmallMixture() => new(
+        [0.5, 0.3, 0.2],
+        [[-1.0, 0.5], [1.0, 1.0], [0.5, -1.2]],
+        [0.3, 0.2, 0.4]);
+
+    /// <summary>Exact mean and covariance of an isotropic mixture.</summary>
+    public static (double[] Mean, double[,] Cov) Moments(GaussianMixture g)
+    {
+        int d = g.Dim;
+        var mean = new double[d];
+        for (int k = 0; k < g.Components; k++)
+            for (int i = 0; i < d; i++) mean[i] += g.Weights[k] * g.Means[k][i];
+        var cov = new double[d, d];
+        for (int k = 0; k < g.Components; k++)
+            for (int i = 0; i < d; i++)
+                for (int j = 0; j < d; j++)
+                    cov[i, j] += g.Weights[k] * ((g.Means[k][i] - mean[i]) * (g.Means[k][j] - mean[j]) + (i == j ? g.Stds[k] * g.Stds[k] : 0));
+        return (mean, cov);
+    }
+
+    public static double[] Row(Tensor t) => t.to_type(ScalarType.Float64).cpu().data<double>().ToArray();
+}
