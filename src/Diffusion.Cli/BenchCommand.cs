@@ -31,7 +31,7 @@ public static class BenchCommand
         var a = new Args("bench", argv, ValueOptions, []);
         a.NoPositionals();
         if (a.Int("threads", 1) is int th) torch.set_num_threads(th);
-        int trainSteps = a.Int("train-steps", 1) ?? 10;
+        int trainSteps = a.Int("train-steps", 1) ?? 5;
         int sampleSteps = a.Int("sample-steps", 1) ?? 20;
         int sampleBatch = a.Int("sample-batch", 1) ?? 64;
         string outPath = a.Get("out") ?? Path.Combine("bench", "results.json");
@@ -109,7 +109,7 @@ public static class BenchCommand
         var doc = new JsonObject
         {
             ["date_utc"] = DateTime.UtcNow.ToString("yyyy-MM-dd HH:mm"),
-            ["machine"] = $"{RuntimeInformation.OSDescription}, {Environment.ProcessorCount} logical CPUs",
+            ["machine"] = $"{RuntimeInformation.OSDescription}, {CpuModel()}, {Environment.ProcessorCount} logical CPUs",
             ["torch_threads"] = torch.get_num_threads(),
             ["libtorch"] = torch.__version__,
             ["results"] = results,
@@ -117,5 +117,16 @@ public static class BenchCommand
         Util.AtomicFile.WriteAllText(outPath, doc.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
         Console.WriteLine($"wrote {outPath}");
         return 0;
+    }
+
+    private static string CpuModel()
+    {
+        try
+        {
+            var line = File.ReadLines("/proc/cpuinfo").FirstOrDefault(l => l.StartsWith("model name", StringComparison.Ordinal));
+            return line is null ? "unknown CPU" : line[(line.IndexOf(':') + 1)..].Trim();
+        }
+        catch (IOException) { return "unknown CPU"; }
+        catch (UnauthorizedAccessException) { return "unknown CPU"; }
     }
 }
