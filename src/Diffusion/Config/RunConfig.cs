@@ -16,6 +16,15 @@ public sealed class RunConfig
     public EmaConfig Ema { get; set; } = new();
     public SampleConfig Sample { get; set; } = new();
 
+    // The five remedies (METHODS.md §1–§5); all off by default, any combination may be on.
+    public PerturbationConfig Perturbation { get; set; } = new();
+    public LossConfig Loss { get; set; } = new();
+    public P2Config P2 { get; set; } = new();
+    public MinSnrConfig MinSnr { get; set; } = new();
+    public TimeSharingConfig TimeSharing { get; set; } = new();
+    public ConsistencyConfig Consistency { get; set; } = new();
+    public SmdConfig Smd { get; set; } = new();
+
     /// <summary>Checks every value a user can set; throws <see cref="ConfigException"/> naming the key.</summary>
     public void Validate()
     {
@@ -24,6 +33,127 @@ public sealed class RunConfig
         Train.Validate();
         Ema.Validate();
         Sample.Validate();
+        Perturbation.Validate();
+        Loss.Validate();
+        P2.Validate();
+        MinSnr.Validate();
+        TimeSharing.Validate(Schedule.Length);
+        Consistency.Validate(Train.BatchSize);
+        Smd.Validate(Model.Type);
+    }
+
+    /// <summary>The remedies switched on, by name (empty for the baseline).</summary>
+    public IReadOnlyList<string> ActiveRemedies()
+    {
+        var r = new List<string>();
+        if (Perturbation.Gamma > 0) r.Add($"input-perturbation(gamma={Perturbation.Gamma})");
+        if (Loss.Weighting != "constant") r.Add($"weighting({Loss.Weighting})");
+        if (TimeSharing.Intervals > 0) r.Add($"time-sharing(n={TimeSharing.Intervals}, threshold={TimeSharing.ThresholdFor(Schedule.Length)})");
+        if (Consistency.Weight > 0) r.Add($"consistency(weight={Consistency.Weight}, max-steps={Consistency.MaxSteps})");
+        if (Smd.Enabled) r.Add($"smd(latent-dim={Smd.LatentDimFor(Model.Type)}, hyper-layers={Smd.HyperLayers})");
+        return r;
+    }
+}
+
+/// <summary>Input perturbation (DDPM-IP, METHODS.md §1): the network sees √ᾱ·x0 + √(1−ᾱ)·(ε + γξ), the target stays ε.</summary>
+public sealed class PerturbationConfig
+{
+    /// <summary>γ; 0 = off. The paper's default when on is 0.1 (its CIFAR-10 script uses 0.15).</summary>
+    public double Gamma { get; set; }
+
+    public void Validate()
+    {
+        if (!(Gamma >= 0) || double.IsInfinity(Gamma)) throw new ConfigException($"perturbation.gamma: expected 0 (off) or a positive number, got {Gamma}");
+    }
+}
+
+/// <summary>Per-example weighting of the ε-error (METHODS.md §2).</summary>
+public sealed class LossConfig
+{
+    public static readonly string[] Weightings = ["constant", "snr", "p2", "min-snr", "debiased"];
+
+    /// <summary>constant (baseline), snr (1/SNR, = x0-MSE), p2 (1/(k+SNR)^γ), min-snr (min(SNR,γ)/SNR), debiased (1/√SNR).</summary>
+    public string Weighting { get; set; } = "constant";
+
+    public void Validate()
+    {
+        if (!Weightings.Contains(Weighting)) throw new ConfigException($"loss.weighting: expected one of {string.Join(", ", Weightings)}, got '{Weighting}'");
+    }
+}
+
+/// <summary>Parameters of the P2 weighting 1/(k + SNR)^γ (debiased = P2 with k = 0, γ = ½).</summary>
+public sealed class P2Config
+{
+    public double K { get; set; } = 1.0;
+    public double Gamma { get; set; } = 1.0;
+
+    public void Validate()
+    {
+        if (!(K >= 0)) throw new ConfigException($"p2.k: expected zero or more, got {K}");
+        if (!(Gamma >= 0)) throw new ConfigException($"p2.gamma: expected zero or more, got {Gamma}");
+    }
+}
+
+/// <summary>Parameter of the Min-SNR weighting min(SNR, γ)/SNR.</summary>
+public sealed class MinSnrConfig
+{
+    public double Gamma { get; set; } = 5.0;
+
+    public void Validate()
+    {
+        if (!(Gamma > 0)) throw new ConfigException($"min-snr.gamma: expected a positive number, got {Gamma}");
+    }
+}
+
+/// <summary>E-TSDM (METHODS.md §3): the time condition is shared within n sub-intervals of [0, t̃).</summary>
+public sealed class TimeSharingConfig
+{
+    /// <summary>n, the number of sub-intervals; 0 = off (5 is the default when on).</summary>
+    public int Intervals { get; set; }
+    /// <summary>t̃ in the network's time units; unset = T/10.</summary>
+    public double? Threshold { get; set; }
+
+    public double ThresholdFor(int T) => Threshold ?? T / 10.0;
+
+    public void Validate(int T)
+    {
+        if (Intervals < 0) throw new ConfigException($"time-sharing.intervals: expected 0 (off) or a positive number, got {Intervals}");
+        if (Threshold is double th && !(th > 0 && th <= T)) throw new ConfigException($"time-sharing.threshold: expected a value in (0, T = {T}], got {th}");
+    }
+}
+
+/// <summary>Consistency regularisation with bootstrapping (METHODS.md §4).</summary>
+public sealed class ConsistencyConfig
+{
+    /// <summary>λ, the weight of the MMD² term; 0 = off (1 is the default when on).</summary>
+    public double Weight { get; set; }
+    /// <summary>L, the largest number of unrolled model steps k ~ U{1 … L}.</summary>
+    public int MaxSteps { get; set; } = 5;
+
+    public void Validate(int batchSize)
+    {
+        if (!(Weight >= 0)) throw new ConfigException($"consistency.weight: expected 0 (off) or a positive number, got {Weight}");
+        if (MaxSteps < 1) throw new ConfigException($"consistency.max-steps: expected at least 1, got {MaxSteps}");
+        if (Weight > 0 && batchSize < 4) throw new ConfigException($"consistency.weight: the regulariser splits the batch in two halves of at least 2; train.batch-size must be at least 4, got {batchSize}");
+    }
+}
+
+/// <summary>Soft mixture denoising (METHODS.md §5): a latent z = g_ξ(x_t, η, t) conditions the denoiser through hypernetwork layers.</summary>
+public sealed class SmdConfig
+{
+    public bool Enabled { get; set; }
+    /// <summary>Latent channels per pixel (images) or latent size (vectors); unset = 100 for the UNet, 16 for the MLP.</summary>
+    public int? LatentDim { get; set; }
+    /// <summary>Hypernetwork-conditioned layers: 1 (after the input layer) or 2 (also after the last residual block); the MLP accepts up to blocks + 1.</summary>
+    public int HyperLayers { get; set; } = 2;
+
+    public int LatentDimFor(string modelType) => LatentDim ?? (modelType == "unet" ? 100 : 16);
+
+    public void Validate(string modelType)
+    {
+        if (LatentDim is int d && d < 1) throw new ConfigException($"smd.latent-dim: expected a positive number, got {d}");
+        if (HyperLayers < 1) throw new ConfigException($"smd.hyper-layers: expected at least 1, got {HyperLayers}");
+        if (modelType == "unet" && HyperLayers > 2) throw new ConfigException($"smd.hyper-layers: the UNet has hyper layers after its input convolution and after its last residual block (1 or 2), got {HyperLayers}");
     }
 }
 
