@@ -1,0 +1,20 @@
+using static TorchSharp.torch;
+
+namespace Diffusion.Training;
+
+/// <summary>
+/// Input perturbation against exposure bias (DDPM-IP, METHODS.md §1). The network is fed
+/// y_t = √ᾱ_t·x0 + √(1−ᾱ_t)·(ε + γ·ξ) with a second draw ξ ~ N(0, I) independent of ε, while the
+/// regression target is still built from the clean draw (ε for ε-prediction). The same γ is used at
+/// every t; sampling is unchanged. γ = 0 switches it off (and draws nothing).
+/// </summary>
+public static class InputPerturbation
+{
+    /// <summary>The network input y_t = x_t + σ_t·γ·ξ (ξ drawn from <paramref name="gen"/>), or x_t itself when γ = 0.</summary>
+    public static Tensor Apply(ForwardDraw draw, double gamma, Generator gen)
+    {
+        if (gamma == 0) return draw.Xt.alias();
+        var xi = randn(draw.Xt.shape, dtype: draw.Xt.dtype, generator: gen);
+        return draw.Xt + draw.Sigma * (gamma * xi);
+    }
+}
