@@ -82,6 +82,10 @@ public abstract class DenoiserNetwork(string name) : nn.Module<Tensor, Tensor, T
 {
     /// <summary>Shape of one example, e.g. [1, 28, 28] or [2].</summary>
     public abstract long[] ExampleShape { get; }
+
+    /// <summary>The forward pass conditioned on a latent z through hypernetwork layers (soft mixture denoising).</summary>
+    public virtual Tensor ForwardWithLatent(Tensor x, Tensor t, Tensor? z) =>
+        z is null ? forward(x, t) : throw new NotSupportedException($"{GetType().Name} cannot be conditioned on a latent");
 }
 
 /// <summary>Adapts a float32 network to <see cref="IDenoiser"/>: casts x and t in, the output back to x's dtype.</summary>

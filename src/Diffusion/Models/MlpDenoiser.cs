@@ -42,28 +42,61 @@ public sealed class MlpDenoiser : DenoiserNetwork
     private readonly LayerNorm normOut;
     private readonly int embDim;
     private readonly long[] exampleShape;
+    // Soft mixture denoising: hyper layers after the input projection (position 0) and after blocks (position i = after block i).
+    private readonly ModuleList<HyperLayer>? hyper;
+    private readonly int[] hyperAt = [];
 
     public override long[] ExampleShape => exampleShape;
 
-    public MlpDenoiser(int dim, int hidden = 256, int blockCount = 4, int timeEmbedDim = 128, double dropout = 0.0) : base(nameof(MlpDenoiser))
+    /// <param name="outDim">Output size (default: the input's, as a denoiser needs).</param>
+    /// <param name="hyperLatentDim">When positive, hypernetwork layers conditioned on a latent vector of this size (SMD).</param>
+    /// <param name="hyperLayers">Number of hyper layers: after the input projection, after the last block, then after earlier blocks.</param>
+    public MlpDenoiser(int dim, int hidden = 256, int blockCount = 4, int timeEmbedDim = 128, double dropout = 0.0,
+                       int? outDim = null, int hyperLatentDim = 0, int hyperLayers = 2) : base(nameof(MlpDenoiser))
     {
         exampleShape = [dim];
+        if (hyperLatentDim > 0)
+        {
+            if (hyperLayers > blockCount + 1) throw new ArgumentException($"smd.hyper-layers: the MLP has {blockCount + 1} places for hyper layers, {hyperLayers} were asked for");
+            var at = new List<int> { 0 };
+            if (hyperLayers >= 2) at.Add(blockCount);
+            for (int i = 1; at.Count < hyperLayers; i++) at.Add(i);
+            hyperAt = at.Distinct().OrderBy(i => i).ToArray();
+            hyper = new ModuleList<HyperLayer>(hyperAt.Select(_ => new HyperLayer(hidden, hyperLatentDim)).ToArray());
+        }
         embDim = timeEmbedDim;
         temb1 = Linear(timeEmbedDim, hidden);
         temb2 = Linear(hidden, hidden);
         inProj = Linear(dim, hidden);
         blocks = new ModuleList<MlpBlock>(Enumerable.Range(0, blockCount).Select(_ => new MlpBlock(hidden, hidden, dropout)).ToArray());
         normOut = LayerNorm(hidden);
-        outProj = Linear(hidden, dim);
+        outProj = Linear(hidden, outDim ?? dim);
         RegisterComponents();
     }
 
-    public override Tensor forward(Tensor x, Tensor t)
+    public override Tensor forward(Tensor x, Tensor t) => ForwardWithLatent(x, t, null);
+
+    /// <summary>The forward pass with a latent vector z ([N, D]) for the hyper layers (SMD); z may be null when there are none.</summary>
+    public override Tensor ForwardWithLatent(Tensor x, Tensor t, Tensor? z)
     {
+        if ((hyper is null) != (z is null))
+            throw new InvalidOperationException(hyper is null ? "this MLP has no hyper layers to condition on a latent" : "this MLP's hyper layers need a latent vector");
         using var scope = NewDisposeScope();
         var emb = temb2.call(functional.silu(temb1.call(TimeEmbedding.Sinusoidal(t, embDim).to_type(x.dtype))));
         var h = inProj.call(x);
-        foreach (var b in blocks) h = b.call(h, emb);
+        int next = 0;
+        h = Hyper(h, z, 0, ref next);
+        for (int i = 0; i < blocks.Count; i++)
+        {
+            h = blocks[i].call(h, emb);
+            h = Hyper(h, z, i + 1, ref next);
+        }
         return outProj.call(functional.silu(normOut.call(h))).MoveToOuterDisposeScope();
+    }
+
+    private Tensor Hyper(Tensor h, Tensor? z, int position, ref int next)
+    {
+        if (hyper is null || next >= hyperAt.Length || hyperAt[next] != position) return h;
+        return hyper[next++].call(h, z!);
     }
 }

@@ -136,11 +136,17 @@ public sealed class UNet : DenoiserNetwork
     private readonly SafeConv2d convOut;
     private readonly int baseCh;
     private readonly long[] exampleShape;
+    // Soft mixture denoising: hypernetwork layers after the input convolution and after the last residual block.
+    private readonly HyperLayer? hyperIn, hyperOut;
 
     public override long[] ExampleShape => exampleShape;
 
+    /// <param name="outChannels">Output channels (default: the input's, as a denoiser needs).</param>
+    /// <param name="hyperLatentDim">When positive, hypernetwork layers conditioned on a per-pixel latent map of this many channels (SMD).</param>
+    /// <param name="hyperLayers">1: a hyper layer after the input convolution; 2: also after the last residual block.</param>
     public UNet(int inChannels, int imageSize, int channels = 64, int[]? channelMult = null, int resBlocks = 2,
-                int[]? attentionResolutions = null, int headChannels = 32, double dropout = 0.1, int normGroups = 32)
+                int[]? attentionResolutions = null, int headChannels = 32, double dropout = 0.1, int normGroups = 32,
+                int? outChannels = null, int hyperLatentDim = 0, int hyperLayers = 2)
         : base(nameof(UNet))
     {
         channelMult ??= [1, 2, 2];
@@ -202,7 +208,12 @@ public sealed class UNet : DenoiserNetwork
         }
         up = new ModuleList<EmbBlock>([.. upBlocks]);
         normOut = Layers.GroupNorm(Groups(normGroups, ch), ch);
-        convOut = Layers.Conv2d(ch, inChannels, 3, padding: 1);
+        convOut = Layers.Conv2d(ch, outChannels ?? inChannels, 3, padding: 1);
+        if (hyperLatentDim > 0)
+        {
+            hyperIn = new HyperLayer(channels, hyperLatentDim);
+            if (hyperLayers >= 2) hyperOut = new HyperLayer(ch, hyperLatentDim);
+        }
         using (no_grad()) { init.zeros_(convOut.weight); init.zeros_(convOut.bias); }
         RegisterComponents();
     }
@@ -215,11 +226,17 @@ public sealed class UNet : DenoiserNetwork
         return g;
     }
 
-    public override Tensor forward(Tensor x, Tensor t)
+    public override Tensor forward(Tensor x, Tensor t) => ForwardWithLatent(x, t, null);
+
+    /// <summary>The forward pass with a per-pixel latent map z ([N, D, H, W]) for the hyper layers (SMD); z may be null when there are none.</summary>
+    public override Tensor ForwardWithLatent(Tensor x, Tensor t, Tensor? z)
     {
+        if ((hyperIn is null) != (z is null))
+            throw new InvalidOperationException(hyperIn is null ? "this UNet has no hyper layers to condition on a latent" : "this UNet's hyper layers need a latent map");
         using var scope = NewDisposeScope();
         var emb = temb2.call(functional.silu(temb1.call(TimeEmbedding.Sinusoidal(t, baseCh).to_type(x.dtype))));
         var h = convIn.call(x);
+        if (hyperIn is not null) h = hyperIn.call(h, z!);
         var skips = new List<Tensor> { h };
         foreach (var b in down)
         {
@@ -232,6 +249,7 @@ public sealed class UNet : DenoiserNetwork
             var s = skips[^1]; skips.RemoveAt(skips.Count - 1);
             h = b.call(cat([h, s], dim: 1), emb);
         }
+        if (hyperOut is not null) h = hyperOut.call(h, z!);
         var o = convOut.call(functional.silu(normOut.call(h)));
         return o.MoveToOuterDisposeScope();
     }
