@@ -65,7 +65,7 @@ public static class SampleCommand
         if (a.Get("checkpoint") is string ck)
         {
             trained = TrainedModel.Load(ck, a.Get("weights") ?? "ema");
-            denoiser = trained.Denoiser;
+            denoiser = trained.CreateDenoiser(a.Long("seed") ?? 0);
             schedule = trained.Schedule;
             exampleShape = trained.ExampleShape;
             isImage = trained.IsImage;

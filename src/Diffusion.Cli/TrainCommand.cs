@@ -14,7 +14,8 @@ public static class TrainCommand
 {
     public const string Help = """
         diffusion train [--config FILE|NAME] [--set key=value]... [--data SPEC] [--data-dir DIR]
-                        [--steps N] [--seed S] [--out RUN_DIR] [--resume] [--force] [--threads N] [--quiet]
+                        [--remedy NAME[,NAME]...] [--steps N] [--seed S] [--out RUN_DIR] [--resume] [--force]
+                        [--threads N] [--quiet]
 
         Trains a denoising diffusion model and writes into RUN_DIR: checkpoint.ckpt (model, EMA,
         optimizer, step, RNG states, config), config.json, log.jsonl, loss.png, samples.png (+ .npy)
@@ -26,6 +27,10 @@ public static class TrainCommand
           --data SPEC         toy:gmm-grid | toy:moons | toy:swiss-roll | toy:rings | gmm:SPEC.json
                               | fashion-mnist[:test] | mnist | images:DIR | npy:FILE
           --data-dir DIR      folder of the dataset's files (Fashion-MNIST IDX, mnist digits)
+          --remedy NAMES      switch remedies on with their defaults (before --set, which can tune them):
+                              input-perturbation (perturbation.gamma=0.1), debiased (loss.weighting=debiased),
+                              time-sharing (time-sharing.intervals=5, threshold T/10),
+                              consistency (consistency.weight=1, max-steps 5), smd (smd.enabled=true), all
           --steps N           total optimisation steps (with --resume: continue up to N in total)
           --seed S            seed of every random draw (model init, data order, t, noise, dropout)
           --out RUN_DIR       run folder (default runs/<data>-<time>)
@@ -35,7 +40,23 @@ public static class TrainCommand
           --quiet             no progress bar
         """;
 
-    private static readonly string[] ValueOptions = ["config", "set", "data", "data-dir", "steps", "seed", "out", "threads"];
+    private static readonly string[] ValueOptions = ["config", "set", "remedy", "data", "data-dir", "steps", "seed", "out", "threads"];
+
+    /// <summary>The --set assignments each remedy name stands for (METHODS.md defaults).</summary>
+    public static readonly IReadOnlyDictionary<string, string[]> Remedies = new Dictionary<string, string[]>
+    {
+        ["input-perturbation"] = ["perturbation.gamma=0.1"],
+        ["debiased"] = ["loss.weighting=debiased"],
+        ["time-sharing"] = ["time-sharing.intervals=5"],
+        ["consistency"] = ["consistency.weight=1"],
+        ["smd"] = ["smd.enabled=true"],
+    };
+
+    private static readonly Dictionary<string, string> RemedyAliases = new()
+    {
+        ["ip"] = "input-perturbation", ["debiased-weighting"] = "debiased", ["etsdm"] = "time-sharing", ["e-tsdm"] = "time-sharing",
+        ["consistency-regularisation"] = "consistency", ["soft-mixture-denoising"] = "smd",
+    };
     private static readonly string[] SwitchOptions = ["resume", "force", "quiet"];
 
     public static int Run(string[] argv)
@@ -49,7 +70,7 @@ public static class TrainCommand
         if (resume)
         {
             if (outDir is null) throw new UsageError("diffusion train: --resume needs --out RUN_DIR (the run to continue)");
-            foreach (var o in new[] { "config", "set", "data", "seed" })
+            foreach (var o in new[] { "config", "set", "remedy", "data", "seed" })
                 if (a.Has(o)) throw new UsageError($"diffusion train: --resume continues the run with its saved config; --{o} cannot change it (only --steps, --threads and --data-dir may be given)");
             if (a.Switch("force")) throw new UsageError("diffusion train: --resume and --force contradict each other");
             var header = Checkpoint.ReadHeader(Checkpoint.Resolve(outDir));
@@ -76,7 +97,9 @@ public static class TrainCommand
         if (threads > 0) torch.set_num_threads(threads);
         bool quiet = a.Switch("quiet");
 
+        var remedies = cfg.ActiveRemedies();
         Console.Error.WriteLine($"train: data {cfg.Data.Spec}, model {cfg.Model.Type} ({cfg.Model.Prediction}), schedule {cfg.Schedule.Name} T={cfg.Schedule.Length}, {cfg.Train.Steps} steps of batch {cfg.Train.BatchSize}, seed {cfg.Train.Seed}, {torch.get_num_threads()} threads → {outDir}");
+        Console.Error.WriteLine($"train: remedies: {(remedies.Count == 0 ? "none (baseline)" : string.Join(", ", remedies))}");
         var wall = Stopwatch.StartNew();
         using var trainer = new Trainer(cfg, outDir, resume);
         trainer.OnMessage = m => Console.Error.WriteLine(m);
@@ -100,6 +123,7 @@ public static class TrainCommand
         var metrics = new JsonObject
         {
             ["data"] = cfg.Data.Spec,
+            ["remedies"] = new JsonArray(remedies.Select(r => (JsonNode)r).ToArray()),
             ["steps"] = trainer.Step,
             ["batch_size"] = cfg.Train.BatchSize,
             ["parameters"] = Models.ModelFactory.ParameterCount(trainer.Model),
@@ -147,6 +171,18 @@ public static class TrainCommand
         }
         else throw new UsageError("diffusion train: give --config FILE (or a built-in name: demo, toy, image28, image32) or --data SPEC");
 
+        foreach (var list in a.All("remedy"))
+            foreach (var raw in list.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+            {
+                string name = RemedyAliases.GetValueOrDefault(raw, raw);
+                var names = name == "all" ? Remedies.Keys.ToArray() : [name];
+                foreach (var n in names)
+                {
+                    if (!Remedies.TryGetValue(n, out var sets))
+                        throw new UsageError($"diffusion train: --remedy {raw}: expected one of {string.Join(", ", Remedies.Keys)}, all");
+                    foreach (var set in sets) ConfigLoader.ApplySet(tree, set);
+                }
+            }
         foreach (var s in a.All("set")) ConfigLoader.ApplySet(tree, s);
         if (data is not null) ConfigLoader.ApplySet(tree, "data.spec=" + JsonSerializer.Serialize(data));
         if (a.Get("data-dir") is string dd) ConfigLoader.ApplySet(tree, "data.data-dir=" + JsonSerializer.Serialize(dd));

@@ -13,8 +13,25 @@ public sealed class TrainedModel : IDisposable
     public required DenoiserNetwork Network { get; init; }
     public required long[] ExampleShape { get; init; }
     public required long Step { get; init; }
-    public IDenoiser Denoiser => new NetworkDenoiser(Network, Parameterization.Parse(Config.Model.Prediction));
+    /// <summary>The denoiser samplers use (<see cref="CreateDenoiser"/> with seed 0).</summary>
+    public IDenoiser Denoiser => CreateDenoiser(0);
     public bool IsImage => ExampleShape.Length == 3;
+
+    /// <summary>
+    /// The network as samplers must see it: time sharing applied to every time it is asked at when the
+    /// run was trained with E-TSDM, and, for soft mixture denoising, fresh latents η drawn from a
+    /// generator seeded with <paramref name="seed"/> (so deterministic samplers are deterministic given it).
+    /// </summary>
+    public IDenoiser CreateDenoiser(long seed) => Wrap(Config, Network, seed);
+
+    /// <summary>See <see cref="CreateDenoiser"/>; for any network built from <paramref name="cfg"/>.</summary>
+    public static IDenoiser Wrap(RunConfig cfg, DenoiserNetwork network, long seed)
+    {
+        if (network is SmdNetwork smd) smd.NoiseSource = new TorchSharp.torch.Generator((ulong)unchecked(seed * 7919 + 17));
+        IDenoiser d = new NetworkDenoiser(network, Parameterization.Parse(cfg.Model.Prediction));
+        var sharing = TimeSharing.From(cfg);
+        return sharing is null ? d : new Sampling.TimeSharedDenoiser(d, sharing);
+    }
 
     /// <summary>
     /// Loads a run folder or checkpoint file with its EMA weights (<paramref name="weights"/> = "ema",
@@ -28,7 +45,7 @@ public sealed class TrainedModel : IDisposable
         var (header, sections) = Checkpoint.Read(path);
         var cfg = header.RunConfig($"checkpoint {path}");
         var schedule = cfg.Schedule.Build();
-        var net = ModelFactory.Create(cfg.Model, header.ExampleShape);
+        var net = ModelFactory.Create(cfg, header.ExampleShape);
         Checkpoint.LoadModule(path, sections, weights, net);
         net.eval();
         return new TrainedModel { Path = path, Config = cfg, Schedule = schedule, Network = net, ExampleShape = header.ExampleShape, Step = header.Step };

@@ -18,7 +18,8 @@ namespace Diffusion.Training;
 public readonly record struct TrainProgress(long Step, long TotalSteps, double Loss, double StepsPerSecond, double ElapsedSeconds);
 
 /// <summary>One line of the run's JSONL log.</summary>
-public sealed record LogEntry(long Step, double Loss, double GradNorm, double Lr, double SamplesPerSecond);
+/// <summary>One line of the run's JSONL log; <c>Consistency</c> (the MMD² term before λ) only when that remedy is on.</summary>
+public sealed record LogEntry(long Step, double Loss, double GradNorm, double Lr, double SamplesPerSecond, double? Consistency = null);
 
 /// <summary>
 /// Trains a denoiser: AdamW with explicit weight decay, linear LR warm-up (then constant or cosine),
@@ -73,7 +74,7 @@ public sealed class Trainer : IDisposable
         ownsData = dataset is null;
         if (cfg.Train.BatchSize > data.Count && cfg.Train.BatchSize > 0)
             OnMessage?.Invoke($"note: batch size {cfg.Train.BatchSize} exceeds the {data.Count} examples; batches repeat examples");
-        objective = new DiffusionObjective(schedule, Parameterization.Parse(cfg.Model.Prediction));
+        objective = DiffusionObjective.From(cfg, schedule);
         gen = new Generator((ulong)cfg.Train.Seed);
         if (resume) Resume();
         else Fresh();
@@ -84,8 +85,9 @@ public sealed class Trainer : IDisposable
     private void Build()
     {
         torch.manual_seed(cfg.Train.Seed);
-        model = ModelFactory.Create(cfg.Model, data.ExampleShape);
-        ema = new Ema(ModelFactory.Create(cfg.Model, data.ExampleShape), cfg.Ema.Decay, cfg.Ema.Warmup);
+        model = ModelFactory.Create(cfg, data.ExampleShape);
+        if (model is SmdNetwork smd) smd.NoiseSource = gen; // one η per example, from the training generator
+        ema = new Ema(ModelFactory.Create(cfg, data.ExampleShape), cfg.Ema.Decay, cfg.Ema.Warmup);
         ema.CopyFrom(model);
         ema.Shadow.eval();
         optimizer = optim.AdamW(model.parameters(), cfg.Train.Lr, cfg.Train.AdamBeta1, cfg.Train.AdamBeta2, 1e-8, cfg.Train.WeightDecay);
@@ -130,7 +132,11 @@ public sealed class Trainer : IDisposable
         Util.AtomicFile.WriteAllText(path, string.Concat(kept));
     }
 
-    private static readonly JsonSerializerOptions LogJson = new() { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower };
+    private static readonly JsonSerializerOptions LogJson = new()
+    {
+        PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
+        DefaultIgnoreCondition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull,
+    };
 
     /// <summary>Reads a run's JSONL log (lines that do not parse, e.g. one cut short by a kill, are skipped).</summary>
     public static List<LogEntry> ReadLog(string path)
@@ -194,7 +200,8 @@ public sealed class Trainer : IDisposable
         long sessionStart = step;
         var parameters = model.parameters().ToList();
         using var log = new StreamWriter(Path.Combine(runDir, LogFile), append: true);
-        double lossSum = 0, gradSum = 0;
+        double lossSum = 0, gradSum = 0, consistencySum = 0;
+        var parts = new Dictionary<string, double>();
         int inInterval = 0;
         var intervalWatch = Stopwatch.StartNew();
         double smoothed = double.NaN;
@@ -208,7 +215,7 @@ public sealed class Trainer : IDisposable
             using (var scope = NewDisposeScope())
             {
                 var x0 = Batch(step);
-                var loss = objective.Loss(model, x0, gen);
+                var loss = objective.Loss(model, x0, gen, objective.Consistency is null ? null : parts);
                 optimizer.zero_grad();
                 loss.backward();
                 gradNorm = nn.utils.clip_grad_norm_(parameters, cfg.Train.GradClip > 0 ? cfg.Train.GradClip : double.PositiveInfinity);
@@ -223,14 +230,16 @@ public sealed class Trainer : IDisposable
             OnStepLoss?.Invoke(step, lossValue);
             smoothed = double.IsNaN(smoothed) ? lossValue : 0.98 * smoothed + 0.02 * lossValue;
             lossSum += lossValue; gradSum += gradNorm; inInterval++;
+            if (parts.TryGetValue("consistency", out var r)) consistencySum += r;
 
             if (step % cfg.Train.LogEvery == 0 || step == total)
             {
                 double secs = intervalWatch.Elapsed.TotalSeconds;
-                var e = new LogEntry(step, lossSum / inInterval, gradSum / inInterval, lr, inInterval * cfg.Train.BatchSize / Math.Max(secs, 1e-9));
+                var e = new LogEntry(step, lossSum / inInterval, gradSum / inInterval, lr, inInterval * cfg.Train.BatchSize / Math.Max(secs, 1e-9),
+                                     objective.Consistency is null ? null : consistencySum / inInterval);
                 log.WriteLine(JsonSerializer.Serialize(e, LogJson));
                 log.Flush();
-                lossSum = gradSum = 0; inInterval = 0;
+                lossSum = gradSum = consistencySum = 0; inInterval = 0;
                 intervalWatch.Restart();
             }
             double elapsed = elapsedBefore + sw.Elapsed.TotalSeconds;
@@ -294,7 +303,7 @@ public sealed class Trainer : IDisposable
         using (no_grad())
         {
             using var xT = randn(shape, generator: g);
-            samples = sampler.Sample(new NetworkDenoiser(ema.Shadow, objective.Prediction), xT, g, progress);
+            samples = sampler.Sample(TrainedModel.Wrap(cfg, ema.Shadow, cfg.Train.Seed + 12345), xT, g, progress);
         }
         Tensor? reference = null;
         if (!data.IsImage) reference = data.Data.narrow(0, 0, Math.Min(2000, data.Count));
