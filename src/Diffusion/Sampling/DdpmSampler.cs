@@ -38,7 +38,7 @@ public sealed class DdpmSampler : ISampler
             var sigma = Samplers.Scalar(s.SqrtOneMinusAlphasCumprod[i], x);
             var (_, x0) = model.EpsAndX0(x, t, alpha, sigma);
             if (clip) x0 = x0.clamp(-1.0, 1.0);
-            var mean = x0 * s.PosteriorMeanCoefX0[i] + x * s.PosteriorMeanCoefXt[i];
+            var mean = s.PosteriorMean(x0, x, i);
             Tensor next;
             if (i > 0)
             {

@@ -137,6 +137,9 @@ public sealed class NoiseSchedule
         return new NoiseSchedule(betas, steps.Select(s => TimestepMap[s]).ToArray(), OriginalT);
     }
 
+    /// <summary>The mean of q(x_{t−1} | x_t, x0) at integer step t: c₀·x0 + c_t·x_t.</summary>
+    public Tensor PosteriorMean(Tensor x0, Tensor xt, int t) => x0 * PosteriorMeanCoefX0[t] + xt * PosteriorMeanCoefXt[t];
+
     /// <summary>Gathers <paramref name="values"/> at integer times t (shape [N]) as a float64 tensor of shape [N, 1, …] for broadcasting against a tensor of rank <paramref name="rank"/>.</summary>
     public static Tensor Gather(double[] values, Tensor t, int rank)
     {

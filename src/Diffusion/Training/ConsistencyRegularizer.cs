@@ -68,7 +68,7 @@ public sealed class ConsistencyRegularizer(NoiseSchedule schedule, Prediction pr
         using var alpha = tensor(schedule.SqrtAlphasCumprod[s], dtype: x.dtype);
         using var sigma = tensor(schedule.SqrtOneMinusAlphasCumprod[s], dtype: x.dtype);
         var (_, x0Hat) = Parameterization.EpsAndX0(prediction, output, x, alpha, sigma);
-        var mean = x0Hat * schedule.PosteriorMeanCoefX0[s] + x * schedule.PosteriorMeanCoefXt[s];
+        var mean = schedule.PosteriorMean(x0Hat, x, s);
         var z = randn(x.shape, dtype: x.dtype, generator: gen);
         return mean + z * Math.Sqrt(schedule.PosteriorVariance[s]);
     }
