@@ -313,4 +313,48 @@ public class DpmSolverTests
             Assert.Equal(before, DisposeScopeManager.Statistics.ThreadTotalLiveCount);
         }
     }
+
+    [Fact]
+    public void Learned_networks_sample_in_their_dtype_for_images_and_vectors()
+    {
+        using var scope = NewDisposeScope();
+        manual_seed(1);
+        using var unet = new UNet(1, 8, channels: 16, channelMult: [1, 2], resBlocks: 1, attentionResolutions: [], headChannels: 16, dropout: 0, normGroups: 8);
+        using var mlp = new MlpDenoiser(2, 32, 1, 16, 0);
+        unet.eval();
+        mlp.eval();
+        foreach (var prediction in new[] { Prediction.Epsilon, Prediction.V })
+        foreach (var (net, shape, isImage) in new (DenoiserNetwork, long[], bool)[] { (unet, [3, 1, 8, 8], true), (mlp, [5, 2], false) })
+        foreach (var alg in DpmSolver.Algorithms)
+        {
+            var cfg = new Diffusion.Config.SampleConfig { Sampler = "dpm-solver", Steps = 5, Algorithm = alg, Method = "singlestep", Order = 3, DenoiseToZero = true };
+            var sampler = Samplers.Create(cfg, Linear, clipDefault: isImage);
+            using var _ = no_grad();
+            var x = sampler.Sample(new NetworkDenoiser(net, prediction), randn(shape, generator: new Generator(2)), null);
+            Assert.Equal(shape, x.shape);
+            Assert.Equal(ScalarType.Float32, x.dtype);
+            Assert.True(x.isfinite().all().item<bool>());
+            // Images are clipped by default in the data form; denoise-to-zero returns the clipped x̂0.
+            if (isImage && alg == "dpmsolver++") Assert.True(x.abs().max().item<float>() <= 1f);
+        }
+    }
+
+    [Fact]
+    public void Sample_config_carries_the_solver_in_kebab_case_keys()
+    {
+        var tree = Diffusion.Config.ConfigLoader.EmbeddedTree("toy");
+        foreach (var set in new[] { "sample.sampler=dpm-solver", "sample.algorithm=dpmsolver", "sample.method=singlestep", "sample.order=3",
+                                    "sample.skip=logSNR", "sample.lower-order-final=false", "sample.denoise-to-zero=true", "sample.steps=12",
+                                    "sample.eps-scale-b=1.01", "sample.eps-scale-k=1e-6" })
+            Diffusion.Config.ConfigLoader.ApplySet(tree, set);
+        var cfg = Diffusion.Config.ConfigLoader.FromTree(tree, "test");
+        var json = Diffusion.Config.ConfigLoader.ToJson(cfg);
+        foreach (var key in new[] { "\"algorithm\": \"dpmsolver\"", "\"lower-order-final\": false", "\"denoise-to-zero\": true", "\"eps-scale-b\": 1.01", "\"eps-scale-k\": 1E-06" })
+            Assert.Contains(key, json);
+        var sampler = Assert.IsType<EpsilonScaledSampler>(Samplers.Create(cfg.Sample, Linear, clipDefault: false));
+        var dpm = Assert.IsType<DpmSolver>(sampler.Inner);
+        Assert.Equal(13, dpm.Evaluations);
+        Assert.Equal(DpmSolver.SinglestepOrders(12, 3), dpm.Plan.Select(p => p.Order));
+        Assert.StartsWith("dpm-solver singlestep order 3, 12 steps (logSNR, denoise to zero), epsilon scaling", Samplers.Describe(cfg.Sample));
+    }
 }
