@@ -34,32 +34,7 @@ var clock = System.Diagnostics.Stopwatch.StartNew();
 double Err(Tensor a, Tensor b) { using var d = (a - b).pow(2).sum(1).sqrt().mean(); return d.item<double>(); }
 
 // ---- The reference: classical RK4 in λ on y = x/σ, dy/dλ = y − ε*(σ(λ)·y, λ), 1000 uniform λ steps ----
-Tensor Rk4(int steps)
-{
-    double l0 = vp.Lambda(vp.TMax), l1 = vp.Lambda(vp.TMin), h = (l1 - l0) / steps;
-    static double Sigma(double lam) => 1 / Math.Sqrt(1 + Math.Exp(2 * lam));
-    Tensor F(Tensor y, double lam)
-    {
-        using var tt = full(N, vp.ModelTime(vp.InverseLambda(lam)), dtype: ScalarType.Float64);
-        using var x = y * Sigma(lam);
-        using var eps = den.Predict(x, tt);
-        return y - eps;
-    }
-    var y = xT / Sigma(l0);
-    for (int i = 0; i < steps; i++)
-    {
-        using var scope = NewDisposeScope();
-        double l = l0 + i * h;
-        var k1 = F(y, l);
-        var k2 = F(y + k1 * (h / 2), l + h / 2);
-        var k3 = F(y + k2 * (h / 2), l + h / 2);
-        var k4 = F(y + k3 * h, l + h);
-        var next = y + (k1 + k2 * 2 + k3 * 2 + k4) * (h / 6);
-        y.Dispose();
-        y = next.MoveToOuterDisposeScope();
-    }
-    return y * Sigma(l1);
-}
+Tensor Rk4(int steps) => new ProbabilityFlowRk4(schedule, steps).Sample(den, xT, null);
 
 Tensor Dpm(int steps, int order, string alg, string method, string skip, bool referenceCoefficient = false) =>
     new DpmSolver(schedule, steps, order, alg, method, skip) { ReferenceThirdOrderMultistep = referenceCoefficient }.Sample(den, xT, null);

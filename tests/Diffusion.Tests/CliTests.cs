@@ -85,15 +85,23 @@ public class CliTests
         AssertOneLineError(Run("sample", "--checkpoint", run, "--steps", "5000", "--out", outNpy), "exceeds the schedule's T = 1000");
     }
 
+    /// <summary>The test mixture's spec.json and <paramref name="n"/> rows of float64 noise (noise.npy) in <paramref name="dir"/>.</summary>
+    private static (string Spec, string NoisePath, Tensor Noise) ExactModelInputs(string dir, int n)
+    {
+        var spec = Path.Combine(dir, "spec.json");
+        File.WriteAllText(spec, """{"weights":[0.5,0.3,0.2], "means":[[-1,0.5],[1,1],[0.5,-1.2]], "stds":[0.3,0.2,0.4], "schedule":{"name":"linear","T":1000}}""");
+        var noise = randn([n, 2], dtype: ScalarType.Float64, generator: new Generator(9));
+        var noisePath = Path.Combine(dir, "noise.npy");
+        Npy.Write(noisePath, noise);
+        return (spec, noisePath, noise);
+    }
+
     [Fact]
     public void Exact_model_path_uses_the_given_noise_and_no_other_randomness()
     {
         var dir = TestUtil.TempDir("cli-gmm");
-        var spec = Path.Combine(dir, "spec.json");
-        File.WriteAllText(spec, """{"weights":[0.5,0.3,0.2], "means":[[-1,0.5],[1,1],[0.5,-1.2]], "stds":[0.3,0.2,0.4], "schedule":{"name":"linear","T":1000}}""");
-        using var noise = randn([64, 2], dtype: ScalarType.Float64, generator: new Generator(9));
-        var noisePath = Path.Combine(dir, "noise.npy");
-        Npy.Write(noisePath, noise);
+        var (spec, noisePath, noise) = ExactModelInputs(dir, 64);
+        using var _ = noise;
         string a = Path.Combine(dir, "a.npy"), b = Path.Combine(dir, "b.npy");
         var r1 = Run("sample", "--model", $"gmm:{spec}", "--sampler", "ddim", "--steps", "25", "--init-noise", noisePath, "--dtype", "float64", "--seed", "1", "--out", a, "--quiet");
         var r2 = Run("sample", "--model", $"gmm:{spec}", "--sampler", "ddim", "--steps", "25", "--init-noise", noisePath, "--dtype", "float64", "--seed", "2", "--out", b, "--quiet");
@@ -121,11 +129,8 @@ public class CliTests
     public void Dpm_solver_and_epsilon_scaling_on_the_exact_model()
     {
         var dir = TestUtil.TempDir("cli-dpm");
-        var spec = Path.Combine(dir, "spec.json");
-        File.WriteAllText(spec, """{"weights":[0.5,0.3,0.2], "means":[[-1,0.5],[1,1],[0.5,-1.2]], "stds":[0.3,0.2,0.4], "schedule":{"name":"linear","T":1000}}""");
-        using var noise = randn([32, 2], dtype: ScalarType.Float64, generator: new Generator(9));
-        var noisePath = Path.Combine(dir, "noise.npy");
-        Npy.Write(noisePath, noise);
+        var (spec, noisePath, noise) = ExactModelInputs(dir, 32);
+        using var _ = noise;
         string a = Path.Combine(dir, "a.npy"), b = Path.Combine(dir, "b.npy");
         string[] common = ["sample", "--model", $"gmm:{spec}", "--init-noise", noisePath, "--dtype", "float64", "--quiet"];
         var r = Run([.. common, "--sampler", "dpm-solver", "--algorithm", "dpmsolver", "--method", "singlestep", "--order", "3", "--steps", "13", "--skip", "logSNR", "--out", a]);
