@@ -46,7 +46,7 @@ public static class SampleCommand
                              last steps drop to order 2 and 1 when steps < 10 for order 3, < 15 for order 2)
           --denoise-to-zero  dpm-solver: one more evaluation at the end that returns x̂0 at t = 1/N
           --eps-scale-b B    epsilon scaling (any sampler): the network's ε̂ is divided by k·t + b, t its time
-          --eps-scale-k K    input 0 … T−1 (default b = 1, k = 0: off; the Epsilon Scaling paper uses b ≈ 1.005–1.017)
+          --eps-scale-k K    input 0 … T−1 (default b = 1, k = 0: off; the Epsilon Scaling authors use k = 0, b ≈ 1.004–1.017)
           --n COUNT          number of samples (default 64; the rows of --init-noise when given)
           --seed S           seed of x_T and of the sampler's noise (default 0)
           --init-noise FILE  x_T as an .npy array (N×D, or N×C×H×W for images), float32 or float64

@@ -12,9 +12,9 @@ namespace Diffusion.Sampling;
 /// Here t is the time the sampler asks the denoiser about, in the network's discrete units (0 … T−1, real-valued
 /// for DPM-Solver): the wrapper sits outside any time-conditioning wrapper (E-TSDM's time sharing), so it sees the
 /// true time, not the shared one. The authors' code (ADM-ES) indexes its λ by the step of the sampling chain
-/// instead — i = 0 … S−1 over S respaced steps, i = 0 the last step — and uses k = 0 (a constant b) for all its
-/// published results. With k = 0 the two readings agree; with k ≠ 0 and S steps spread uniformly over T, their
-/// k corresponds to k·(S−1)/(T−1) here.
+/// instead — i = 0 … S−1 over S respaced steps, i = 0 the last step — and its released sampling settings use
+/// k = 0 (a constant b ≈ 1.004–1.017). With k = 0 the two readings agree; with k ≠ 0 and S steps spread
+/// uniformly over T, their k corresponds to k·(S−1)/(T−1) here.
 /// </para>
 /// <para>
 /// For a network that predicts x0 or v the wrapper converts to ε̂ first (with ᾱ at t, exact at integer t and
