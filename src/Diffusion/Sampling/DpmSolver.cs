@@ -10,8 +10,8 @@ namespace Diffusion.Sampling;
 /// (<see cref="ContinuousVp.ForSolver"/>, METHODS.md §6), from t = 1 to t = 1/N.
 /// <para>
 /// Both forms integrate the linear part exactly and expand the model's output in λ:
-/// <c>dpmsolver</c> (noise prediction) x_t = (α_t/α_s)·x_s − σ_t·∫ e^{λ−λ_t}… ε̂ dλ, and <c>dpmsolver++</c>
-/// (data prediction) x_t = (σ_t/σ_s)·x_s + α_t·∫ … x̂0 dλ. Written with ĥ = h = λ_t − λ_s for the noise form
+/// <c>dpmsolver</c> (noise prediction) x_t = (α_t/α_s)·x_s − α_t·∫_{λ_s}^{λ_t} e^{−λ}·ε̂ dλ, and <c>dpmsolver++</c>
+/// (data prediction) x_t = (σ_t/σ_s)·x_s + σ_t·∫_{λ_s}^{λ_t} e^{λ}·x̂0 dλ. Written with ĥ = h = λ_t − λ_s for the noise form
 /// and ĥ = −h for the data form, every update here has the one shape
 /// x_t = L·x_s − C·[φ₁(ĥ)·m_s + correction terms], with L = α_t/α_s, C = σ_t (noise form) or
 /// L = σ_t/σ_s, C = α_t (data form), m the model output (ε̂ or x̂0), φ₁(z) = e^z − 1,
