@@ -15,22 +15,38 @@ public static class SampleCommand
 {
     public const string Help = """
         diffusion sample (--checkpoint RUN_DIR|FILE | --model gmm:SPEC.json) --out FILE.png|FILE.npy
-                         [--sampler ddpm|ddim] [--steps N] [--spacing ddim-stride|uniform|quadratic]
+                         [--sampler ddpm|ddim|dpm-solver] [--steps N] [--spacing ddim-stride|uniform|quadratic]
                          [--eta E] [--variance fixed-small|fixed-large] [--clip | --no-clip]
+                         [--algorithm dpmsolver|dpmsolver++] [--method singlestep|multistep] [--order 1|2|3]
+                         [--skip time-uniform|logSNR|time-quadratic] [--no-lower-order-final] [--denoise-to-zero]
+                         [--eps-scale-b B] [--eps-scale-k K]
                          [--n COUNT] [--seed S] [--init-noise NOISE.npy] [--dtype float32|float64]
                          [--batch-size B] [--weights ema|model] [--threads N] [--quiet]
 
-        Draws samples with DDPM (ancestral) or DDIM from a trained checkpoint (EMA weights by default)
-        or from the exact denoiser of a Gaussian mixture (gmm:SPEC.json, see README). FILE.npy holds
+        Draws samples with DDPM (ancestral), DDIM or DPM-Solver from a trained checkpoint (EMA weights by
+        default) or from the exact denoiser of a Gaussian mixture (gmm:SPEC.json, see README). FILE.npy holds
         the raw samples (N×D for vectors, N×C×H×W for images); FILE.png is an image grid, or a scatter
         plot for 2-D vectors.
 
-          --sampler          ddpm or ddim (default: the checkpoint's sample.sampler; ddim for gmm)
-          --steps N          backward steps, respaced when below T (default: T for ddpm, 50 for ddim)
-          --spacing          which steps: ddim-stride, uniform (default) or quadratic
+          --sampler          ddpm, ddim or dpm-solver (default: the checkpoint's sample.sampler; ddim for gmm)
+          --steps N          backward steps, respaced when below T; for dpm-solver, network evaluations
+                             (default: T for ddpm, 50 for ddim, 20 for dpm-solver)
+          --spacing          ddpm/ddim: which steps: ddim-stride, uniform (default) or quadratic
           --eta E            DDIM's η (default 0: deterministic)
           --variance         DDPM's σ²: fixed-small (β̃, default) or fixed-large (β)
-          --clip/--no-clip   clip x̂0 to [−1, 1] at each step (default: on for images, off for vectors)
+          --clip/--no-clip   clip x̂0 to [−1, 1] at each step (default: on for images, off for vectors;
+                             dpm-solver: the dpmsolver++ form only)
+          --algorithm        dpm-solver: dpmsolver (noise prediction) or dpmsolver++ (data prediction, default)
+          --method           dpm-solver: multistep (default) or singlestep (DPM-Solver-fast: orders ≤ --order
+                             combined to spend exactly --steps evaluations)
+          --order K          dpm-solver: 1, 2 (default) or 3; order 1 is DDIM
+          --skip             dpm-solver: where the steps go between t = 1 and 1/N: time-uniform (default),
+                             logSNR (uniform in log-SNR) or time-quadratic
+          --no-lower-order-final  dpm-solver multistep: keep the full order at the last steps (by default the
+                             last steps drop to order 2 and 1 when steps < 10 for order 3, < 15 for order 2)
+          --denoise-to-zero  dpm-solver: one more evaluation at the end that returns x̂0 at t = 1/N
+          --eps-scale-b B    epsilon scaling (any sampler): the network's ε̂ is divided by k·t + b, t its time
+          --eps-scale-k K    input 0 … T−1 (default b = 1, k = 0: off; the Epsilon Scaling authors use k = 0, b ≈ 1.004–1.017)
           --n COUNT          number of samples (default 64; the rows of --init-noise when given)
           --seed S           seed of x_T and of the sampler's noise (default 0)
           --init-noise FILE  x_T as an .npy array (N×D, or N×C×H×W for images), float32 or float64
@@ -39,8 +55,10 @@ public static class SampleCommand
           --weights          ema (default) or model (the raw training weights)
         """;
 
-    private static readonly string[] ValueOptions = ["checkpoint", "model", "out", "sampler", "steps", "spacing", "eta", "variance", "n", "seed", "init-noise", "dtype", "batch-size", "weights", "threads"];
-    private static readonly string[] SwitchOptions = ["clip", "no-clip", "quiet"];
+    private static readonly string[] ValueOptions = ["checkpoint", "model", "out", "sampler", "steps", "spacing", "eta", "variance", "n", "seed", "init-noise", "dtype", "batch-size", "weights", "threads",
+                                                     "algorithm", "method", "order", "skip", "eps-scale-b", "eps-scale-k"];
+    private static readonly string[] SwitchOptions = ["clip", "no-clip", "quiet", "lower-order-final", "no-lower-order-final", "denoise-to-zero"];
+    private static readonly string[] DpmSolverOptions = ["algorithm", "method", "order", "skip", "lower-order-final", "no-lower-order-final", "denoise-to-zero"];
 
     public static int Run(string[] argv)
     {
@@ -92,18 +110,31 @@ public static class SampleCommand
 
         // The sampler's settings: the flags, else the checkpoint's sample config, else defaults.
         string sampler = a.Get("sampler") ?? sc.Sampler;
+        bool dpm = sampler == "dpm-solver";
+        if (a.Switch("lower-order-final") && a.Switch("no-lower-order-final")) throw new UsageError("diffusion sample: --lower-order-final and --no-lower-order-final contradict each other");
         var cfg = new SampleConfig
         {
             Sampler = sampler,
-            Steps = a.Int("steps", 1) ?? (sampler == "ddpm" ? schedule.T : 50),
+            Steps = a.Int("steps", 1) ?? (sampler == "ddpm" ? schedule.T : dpm ? 20 : 50),
             Spacing = a.Get("spacing") ?? sc.Spacing,
             Eta = a.Double("eta") ?? 0.0,
             Variance = a.Get("variance") ?? sc.Variance,
             ClipDenoised = a.Switch("clip") ? true : a.Switch("no-clip") ? false : null,
+            Algorithm = a.Get("algorithm") ?? sc.Algorithm,
+            Method = a.Get("method") ?? sc.Method,
+            Order = a.Int("order") ?? sc.Order,
+            Skip = a.Get("skip") ?? sc.Skip,
+            LowerOrderFinal = a.Switch("lower-order-final") || (!a.Switch("no-lower-order-final") && sc.LowerOrderFinal),
+            DenoiseToZero = a.Switch("denoise-to-zero") || sc.DenoiseToZero,
+            EpsScaleB = a.Double("eps-scale-b") ?? sc.EpsScaleB,
+            EpsScaleK = a.Double("eps-scale-k") ?? sc.EpsScaleK,
         };
         if (!Samplers.Names.Contains(cfg.Sampler)) throw new UsageError($"diffusion sample: --sampler {cfg.Sampler}: expected one of {string.Join(", ", Samplers.Names)}");
         if (a.Has("eta") && cfg.Sampler != "ddim") throw new UsageError("diffusion sample: --eta applies to --sampler ddim only");
         if (a.Has("variance") && cfg.Sampler != "ddpm") throw new UsageError("diffusion sample: --variance applies to --sampler ddpm only");
+        if (!dpm && DpmSolverOptions.FirstOrDefault(a.Has) is string only) throw new UsageError($"diffusion sample: --{only} applies to --sampler dpm-solver only");
+        if (dpm && a.Has("spacing")) throw new UsageError("diffusion sample: --spacing applies to ddpm and ddim; dpm-solver places its steps with --skip time-uniform|logSNR|time-quadratic");
+        if (dpm && cfg.Algorithm == "dpmsolver" && a.Switch("clip")) throw new UsageError("diffusion sample: --clip applies to dpm-solver with --algorithm dpmsolver++ only (the noise form has no x̂0 to clip)");
         ISampler s;
         try { s = Samplers.Create(cfg, schedule, clipDefault: isImage); }
         catch (ConfigException e) { throw new UsageError("diffusion sample: " + e.Message.Replace("sample.", "--")); }
@@ -155,7 +186,7 @@ public static class SampleCommand
         xT.Dispose();
         SampleOutput.Save(outPath, samples, reference, $"{total} samples, {cfg.Sampler} {s.Evaluations} steps");
         string evals = exact is not null ? $", {exact.Evaluations} denoiser evaluations" : "";
-        Console.Error.WriteLine($"sample: {total} samples with {cfg.Sampler} ({s.Evaluations} steps, {cfg.Spacing}) in {sw.Elapsed.TotalSeconds:F1}s{evals} → {outPath}");
+        Console.Error.WriteLine($"sample: {total} samples with {Samplers.Describe(cfg)} in {sw.Elapsed.TotalSeconds:F1}s{evals} → {outPath}");
         trained?.Dispose();
         reference?.Dispose();
         return 0;

@@ -132,7 +132,7 @@ public static class TrainCommand
             ["train_seconds_this_run"] = Math.Round(trainer.TrainSeconds, 2),
             ["train_samples_per_second"] = trainer.TrainSeconds > 0 ? Math.Round(trainer.TrainedSteps * cfg.Train.BatchSize / trainer.TrainSeconds, 2) : null,
             ["final_loss"] = tail.Count > 0 ? Math.Round(tail.Average(e => e.Loss), 6) : null,
-            ["sampler"] = $"{cfg.Sample.Sampler} {cfg.Sample.Steps} steps ({cfg.Sample.Spacing}{(cfg.Sample.Sampler == "ddim" ? $", eta {cfg.Sample.Eta}" : $", {cfg.Sample.Variance}")}), EMA weights",
+            ["sampler"] = $"{Sampling.Samplers.Describe(cfg.Sample)}, EMA weights",
             ["samples"] = cfg.Sample.N,
             ["sample_seconds"] = Math.Round(sampleSeconds, 2),
             ["wall_seconds_this_command"] = Math.Round(wall.Elapsed.TotalSeconds, 2),

@@ -69,6 +69,9 @@ public class CliTests
         r = Run("sample", "--checkpoint", Path.Combine(run, "checkpoint.ckpt"), "--sampler", "ddpm", "--steps", "25", "--n", "8", "--out", Path.Combine(dir, "s.png"), "--quiet");
         Assert.True(r.Code == 0, r.Err);
         Assert.True(new FileInfo(Path.Combine(dir, "s.png")).Length > 1000);
+        r = Run("sample", "--checkpoint", run, "--sampler", "dpm-solver", "--method", "singlestep", "--order", "3", "--steps", "8", "--n", "16", "--out", outNpy, "--quiet");
+        Assert.True(r.Code == 0, r.Err);
+        using (var s = Npy.Read(outNpy)) Assert.True(s.isfinite().all().item<bool>() && s.shape.SequenceEqual(new long[] { 16, 2 }));
 
         // Resume to more steps continues the log where it stopped.
         r = Run("train", "--resume", "--out", run, "--steps", "40", "--quiet");
@@ -82,15 +85,23 @@ public class CliTests
         AssertOneLineError(Run("sample", "--checkpoint", run, "--steps", "5000", "--out", outNpy), "exceeds the schedule's T = 1000");
     }
 
+    /// <summary>The test mixture's spec.json and <paramref name="n"/> rows of float64 noise (noise.npy) in <paramref name="dir"/>.</summary>
+    private static (string Spec, string NoisePath, Tensor Noise) ExactModelInputs(string dir, int n)
+    {
+        var spec = Path.Combine(dir, "spec.json");
+        File.WriteAllText(spec, """{"weights":[0.5,0.3,0.2], "means":[[-1,0.5],[1,1],[0.5,-1.2]], "stds":[0.3,0.2,0.4], "schedule":{"name":"linear","T":1000}}""");
+        var noise = randn([n, 2], dtype: ScalarType.Float64, generator: new Generator(9));
+        var noisePath = Path.Combine(dir, "noise.npy");
+        Npy.Write(noisePath, noise);
+        return (spec, noisePath, noise);
+    }
+
     [Fact]
     public void Exact_model_path_uses_the_given_noise_and_no_other_randomness()
     {
         var dir = TestUtil.TempDir("cli-gmm");
-        var spec = Path.Combine(dir, "spec.json");
-        File.WriteAllText(spec, """{"weights":[0.5,0.3,0.2], "means":[[-1,0.5],[1,1],[0.5,-1.2]], "stds":[0.3,0.2,0.4], "schedule":{"name":"linear","T":1000}}""");
-        using var noise = randn([64, 2], dtype: ScalarType.Float64, generator: new Generator(9));
-        var noisePath = Path.Combine(dir, "noise.npy");
-        Npy.Write(noisePath, noise);
+        var (spec, noisePath, noise) = ExactModelInputs(dir, 64);
+        using var _ = noise;
         string a = Path.Combine(dir, "a.npy"), b = Path.Combine(dir, "b.npy");
         var r1 = Run("sample", "--model", $"gmm:{spec}", "--sampler", "ddim", "--steps", "25", "--init-noise", noisePath, "--dtype", "float64", "--seed", "1", "--out", a, "--quiet");
         var r2 = Run("sample", "--model", $"gmm:{spec}", "--sampler", "ddim", "--steps", "25", "--init-noise", noisePath, "--dtype", "float64", "--seed", "2", "--out", b, "--quiet");
@@ -112,5 +123,40 @@ public class CliTests
         using var wrong = randn([4, 3], dtype: ScalarType.Float64);
         Npy.Write(Path.Combine(dir, "wrong.npy"), wrong);
         AssertOneLineError(Run("sample", "--model", $"gmm:{spec}", "--init-noise", Path.Combine(dir, "wrong.npy"), "--out", a), "expected shape (N, 2)");
+    }
+
+    [Fact]
+    public void Dpm_solver_and_epsilon_scaling_on_the_exact_model()
+    {
+        var dir = TestUtil.TempDir("cli-dpm");
+        var (spec, noisePath, noise) = ExactModelInputs(dir, 32);
+        using var _ = noise;
+        string a = Path.Combine(dir, "a.npy"), b = Path.Combine(dir, "b.npy");
+        string[] common = ["sample", "--model", $"gmm:{spec}", "--init-noise", noisePath, "--dtype", "float64", "--quiet"];
+        var r = Run([.. common, "--sampler", "dpm-solver", "--algorithm", "dpmsolver", "--method", "singlestep", "--order", "3", "--steps", "13", "--skip", "logSNR", "--out", a]);
+        Assert.True(r.Code == 0, r.Err);
+        Assert.Contains("13 denoiser evaluations", r.Err);
+        Assert.Contains("dpm-solver singlestep order 3", r.Err);
+        var (gmm, sc) = GaussianMixture.Load(spec);
+        var schedule = sc.Build();
+        using (var got = Npy.Read(a))
+        using (var expected = new DpmSolver(schedule, 13, 3, "dpmsolver", "singlestep", "logSNR").Sample(new GaussianMixtureDenoiser(gmm, schedule), noise, null))
+            Assert.True(got.equal(expected).all().item<bool>());
+
+        // Epsilon scaling on DDIM equals DDIM on the wrapped denoiser.
+        r = Run([.. common, "--sampler", "ddim", "--steps", "10", "--eps-scale-b", "1.01", "--out", b]);
+        Assert.True(r.Code == 0, r.Err);
+        using (var got = Npy.Read(b))
+        using (var expected = new DdimSampler(schedule, Respacing.Timesteps("uniform", 1000, 10), 0, false)
+                   .Sample(new EpsilonScaledDenoiser(new GaussianMixtureDenoiser(gmm, schedule), schedule, 1.01), noise, null))
+            Assert.True(got.equal(expected).all().item<bool>());
+
+        AssertOneLineError(Run([.. common, "--sampler", "ddim", "--skip", "logSNR", "--out", a]), "--skip applies to --sampler dpm-solver only");
+        AssertOneLineError(Run([.. common, "--sampler", "dpm-solver", "--spacing", "uniform", "--out", a]), "dpm-solver places its steps with --skip");
+        AssertOneLineError(Run([.. common, "--sampler", "dpm-solver", "--order", "4", "--out", a]), "--order: expected 1, 2 or 3");
+        AssertOneLineError(Run([.. common, "--sampler", "dpm-solver", "--skip", "uniform", "--out", a]), "--skip: expected one of time-uniform, logSNR, time-quadratic");
+        AssertOneLineError(Run([.. common, "--sampler", "dpm-solver", "--algorithm", "dpmsolver", "--clip", "--out", a]), "--algorithm dpmsolver++ only");
+        AssertOneLineError(Run([.. common, "--sampler", "ddpm", "--eps-scale-b", "0", "--out", a]), "--eps-scale-b: expected a positive number");
+        Assert.Contains("--sampler          ddpm, ddim or dpm-solver", Run("sample", "--help").Out);
     }
 }

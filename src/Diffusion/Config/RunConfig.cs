@@ -311,12 +311,28 @@ public sealed class EmaConfig
 
 public sealed class SampleConfig
 {
-    /// <summary>ddpm or ddim.</summary>
+    /// <summary>ddpm, ddim or dpm-solver.</summary>
     public string Sampler { get; set; } = "ddim";
-    /// <summary>Backward steps (respaced when fewer than T).</summary>
+    /// <summary>Backward steps (respaced when fewer than T); for dpm-solver, network evaluations.</summary>
     public int Steps { get; set; } = 100;
-    /// <summary>ddim-stride, uniform or quadratic.</summary>
+    /// <summary>ddim-stride, uniform or quadratic (ddpm and ddim).</summary>
     public string Spacing { get; set; } = "uniform";
+    /// <summary>dpm-solver: dpmsolver (noise prediction) or dpmsolver++ (data prediction).</summary>
+    public string Algorithm { get; set; } = "dpmsolver++";
+    /// <summary>dpm-solver: singlestep or multistep.</summary>
+    public string Method { get; set; } = "multistep";
+    /// <summary>dpm-solver: the solver's order, 1, 2 or 3.</summary>
+    public int Order { get; set; } = 2;
+    /// <summary>dpm-solver: time-uniform, logSNR or time-quadratic.</summary>
+    public string Skip { get; set; } = "time-uniform";
+    /// <summary>dpm-solver multistep: lower the order of the last steps when there are few steps.</summary>
+    public bool LowerOrderFinal { get; set; } = true;
+    /// <summary>dpm-solver: one more evaluation at the end that returns x̂0 at t = 1/N.</summary>
+    public bool DenoiseToZero { get; set; }
+    /// <summary>Epsilon scaling λ_t = k·t + b for every sampler: b (1 with k = 0 is off).</summary>
+    public double EpsScaleB { get; set; } = 1.0;
+    /// <summary>Epsilon scaling: k, per unit of the network's time t (0 … T−1).</summary>
+    public double EpsScaleK { get; set; }
     /// <summary>DDIM's η (0 = deterministic).</summary>
     public double Eta { get; set; } = 0.0;
     /// <summary>DDPM variance: fixed-small (β̃) or fixed-large (β).</summary>
@@ -328,13 +344,23 @@ public sealed class SampleConfig
 
     public void Validate()
     {
-        if (Sampler != "ddpm" && Sampler != "ddim") throw new ConfigException($"sample.sampler: expected ddpm or ddim, got '{Sampler}'");
+        if (Sampler != "ddpm" && Sampler != "ddim" && Sampler != "dpm-solver") throw new ConfigException($"sample.sampler: expected ddpm, ddim or dpm-solver, got '{Sampler}'");
         if (Steps < 1) throw new ConfigException($"sample.steps: expected a positive number, got {Steps}");
         if (!Respacing.Names.Contains(Spacing)) throw new ConfigException($"sample.spacing: expected one of {string.Join(", ", Respacing.Names)}, got '{Spacing}'");
         if (Eta < 0) throw new ConfigException($"sample.eta: expected zero or more, got {Eta}");
         if (Variance != "fixed-small" && Variance != "fixed-large") throw new ConfigException($"sample.variance: expected fixed-small or fixed-large, got '{Variance}'");
         if (N < 1) throw new ConfigException($"sample.n: expected a positive number, got {N}");
+        if (Algorithm != "dpmsolver" && Algorithm != "dpmsolver++") throw new ConfigException($"sample.algorithm: expected dpmsolver or dpmsolver++, got '{Algorithm}'");
+        if (Method != "singlestep" && Method != "multistep") throw new ConfigException($"sample.method: expected singlestep or multistep, got '{Method}'");
+        if (Order < 1 || Order > 3) throw new ConfigException($"sample.order: expected 1, 2 or 3, got {Order}");
+        if (!ContinuousSpacing.Names.Contains(Skip)) throw new ConfigException($"sample.skip: expected one of {string.Join(", ", ContinuousSpacing.Names)}, got '{Skip}'");
+        if (!(EpsScaleB > 0)) throw new ConfigException($"sample.eps-scale-b: expected a positive number, got {EpsScaleB}");
+        if (Sampler == "dpm-solver" && Algorithm == "dpmsolver" && ClipDenoised == true)
+            throw new ConfigException("sample.clip-denoised: dpm-solver's noise form (algorithm dpmsolver) has no x̂0 to clip; use algorithm dpmsolver++ or turn clipping off");
     }
+
+    /// <summary>Whether epsilon scaling changes anything (b ≠ 1 or k ≠ 0).</summary>
+    public bool UsesEpsScaling() => EpsScaleB != 1.0 || EpsScaleK != 0.0;
 }
 
 /// <summary>An error in a configuration value or file, reported to the user as one line.</summary>

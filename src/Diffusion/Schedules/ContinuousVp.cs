@@ -12,6 +12,7 @@ public sealed class ContinuousVp
 {
     private readonly double[] _t;        // t_n = (n+1)/N, ascending
     private readonly double[] _logAlpha; // ½ log ᾱ_n, descending
+    private readonly double[] _alphaBar; // ᾱ_n
     // The same points in reverse (log α ascending), for the inverse map.
     private readonly double[] _logAlphaAscending;
     private readonly double[] _tForLogAlphaAscending;
@@ -23,12 +24,50 @@ public sealed class ContinuousVp
     /// <summary>Start of the sampling interval, t = 1/N (the first discrete step).</summary>
     public double TMin => 1.0 / N;
 
+    /// <summary>
+    /// Number of tail steps of the discrete schedule left out of this view (see <see cref="ForSolver"/>);
+    /// 0 for a view built with the constructor.
+    /// </summary>
+    public int DroppedTail { get; private init; }
+
+    /// <summary>The λ below which <see cref="ForSolver"/> drops tail steps (DPM-Solver's <c>numerical_clip_alpha</c>).</summary>
+    public const double SolverMinLambda = -5.1;
+
     public ContinuousVp(NoiseSchedule schedule) : this(schedule.AlphasCumprod) { }
+
+    /// <summary>
+    /// The view an ODE solver (DPM-Solver) integrates over. Where the schedule's last steps reach
+    /// λ_n &lt; <paramref name="minLambda"/> (the cosine schedule: its final ᾱ are nearly 0 and log σ/α is
+    /// numerically unstable there), those tail steps are dropped, as DPM-Solver's reference code does
+    /// (<c>numerical_clip_alpha</c>, λ = −5.1); schedules whose λ stays above it (linear, T = 1000:
+    /// λ_999 ≈ −5.06) are unchanged.
+    /// <para>
+    /// After a drop the view is that of the kept steps 0 … N'−1 alone: <see cref="N"/> = N', the grid is
+    /// t_n = (n+1)/N', sampling runs from t = 1 (step N'−1) to t = 1/N' (step 0), and the network's time is
+    /// (t − 1/N')·N', which is n at every kept step — the network is never asked about a time it was not
+    /// trained on, and never about a time shifted from the one whose ᾱ the solver uses. (The reference code
+    /// keeps multiplying by 1000 after the drop, so its network times are n·1000/N', slightly off the
+    /// ᾱ it integrates with; we do not reproduce that.)
+    /// </para>
+    /// </summary>
+    public static ContinuousVp ForSolver(NoiseSchedule schedule, double minLambda = SolverMinLambda)
+    {
+        var ab = schedule.AlphasCumprod;
+        int keep = ab.Length;
+        while (keep > 0 && LambdaOfAlphaBar(ab[keep - 1]) < minLambda) keep--;
+        if (keep < 2)
+            throw new ArgumentException($"the schedule's λ is below {minLambda} at all but {keep} of its {ab.Length} steps; nothing is left to integrate over");
+        return new ContinuousVp(ab.Take(keep).ToArray()) { DroppedTail = ab.Length - keep };
+    }
+
+    /// <summary>λ = ½·log(ᾱ/(1 − ᾱ)) of a discrete ᾱ.</summary>
+    public static double LambdaOfAlphaBar(double alphaBar) => 0.5 * (Math.Log(alphaBar) - Math.Log(1 - alphaBar));
 
     public ContinuousVp(IReadOnlyList<double> alphasCumprod)
     {
         N = alphasCumprod.Count;
         if (N < 2) throw new ArgumentException("the continuous view needs at least two steps");
+        _alphaBar = alphasCumprod.ToArray();
         _t = new double[N];
         _logAlpha = new double[N];
         for (int n = 0; n < N; n++)
@@ -71,8 +110,9 @@ public sealed class ContinuousVp
     /// <summary>Continuous time of discrete step n (inverse of <see cref="ModelTime"/>).</summary>
     public double TimeOfStep(double n) => (n + 1.0) / N;
 
-    /// <summary>ᾱ at a real-valued discrete time u (so that u = n gives ᾱ_n exactly).</summary>
-    public double AlphaBarAtStep(double u) => AlphaBar(TimeOfStep(u));
+    /// <summary>ᾱ at a real-valued discrete time u: the discrete ᾱ_n itself (bit for bit) at an integer u = n of the grid, interpolated otherwise.</summary>
+    public double AlphaBarAtStep(double u) =>
+        u >= 0 && u < N && u == Math.Floor(u) ? _alphaBar[(int)u] : AlphaBar(TimeOfStep(u));
 
     /// <summary>e^x − 1, accurate for small |x|.</summary>
     internal static double ExpM1(double x) => Math.Abs(x) < 1e-5 ? x + 0.5 * x * x + x * x * x / 6.0 : Math.Exp(x) - 1.0;

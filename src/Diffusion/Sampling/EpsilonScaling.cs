@@ -1,0 +1,76 @@
+using Diffusion.Models;
+using Diffusion.Schedules;
+using static TorchSharp.torch;
+
+namespace Diffusion.Sampling;
+
+/// <summary>
+/// Epsilon Scaling (Ning et al., "Elucidating the Exposure Bias in Diffusion Models"; METHODS.md §1): at
+/// sampling time the predicted noise is divided by λ_t = k·t + b, which shrinks it when λ_t &gt; 1 and so
+/// counters the larger-than-trained ε̂ norms that exposure bias produces. Training is untouched.
+/// <para>
+/// Here t is the time the sampler asks the denoiser about, in the network's discrete units (0 … T−1, real-valued
+/// for DPM-Solver): the wrapper sits outside any time-conditioning wrapper (E-TSDM's time sharing), so it sees the
+/// true time, not the shared one. The authors' code (ADM-ES) indexes its λ by the step of the sampling chain
+/// instead — i = 0 … S−1 over S respaced steps, i = 0 the last step — and its released sampling settings use
+/// k = 0 (a constant b ≈ 1.004–1.017). With k = 0 the two readings agree; with k ≠ 0 and S steps spread
+/// uniformly over T, their k corresponds to k·(S−1)/(T−1) here.
+/// </para>
+/// <para>
+/// For a network that predicts x0 or v the wrapper converts to ε̂ first (with ᾱ at t, exact at integer t and
+/// interpolated as in <see cref="ContinuousVp"/> otherwise) and reports ε-prediction, so every sampler's x̂0 is
+/// computed from the scaled ε̂, as in the authors' code. b = 1, k = 0 is the identity.
+/// </para>
+/// </summary>
+public sealed class EpsilonScaledDenoiser : IDenoiser
+{
+    private readonly IDenoiser inner;
+    private readonly ContinuousVp vp;
+
+    public double B { get; }
+    public double K { get; }
+    public Prediction Prediction => Prediction.Epsilon;
+
+    public EpsilonScaledDenoiser(IDenoiser inner, NoiseSchedule schedule, double b, double k = 0.0)
+    {
+        double end = b + k * (schedule.T - 1);
+        if (!(b > 0) || !(end > 0))
+            throw new UserError($"epsilon scaling λ_t = {k}·t + {b} must stay positive over t = 0 … {schedule.T - 1} (it is {b} at 0 and {end} at {schedule.T - 1})");
+        this.inner = inner;
+        vp = new ContinuousVp(schedule);
+        B = b;
+        K = k;
+    }
+
+    /// <summary>λ_t = k·t + b.</summary>
+    public double Lambda(double t) => K * t + B;
+
+    public Tensor Predict(Tensor x, Tensor t)
+    {
+        using var scope = NewDisposeScope();
+        var output = inner.Predict(x, t);
+        var shape = new long[x.dim()];
+        Array.Fill(shape, 1L);
+        shape[0] = -1;
+        Tensor eps = output;
+        if (inner.Prediction != Prediction.Epsilon)
+        {
+            var ab = t.to_type(ScalarType.Float64).cpu().data<double>().Select(vp.AlphaBarAtStep).ToArray();
+            var alpha = tensor(ab.Select(Math.Sqrt).ToArray(), dtype: x.dtype, device: x.device).reshape(shape);
+            var sigma = tensor(ab.Select(a => Math.Sqrt(1 - a)).ToArray(), dtype: x.dtype, device: x.device).reshape(shape);
+            eps = Parameterization.EpsAndX0(inner.Prediction, output, x, alpha, sigma).Eps;
+        }
+        var lambda = (t.to_type(ScalarType.Float64) * K + B).to_type(x.dtype).to(x.device).reshape(shape);
+        return (eps / lambda).MoveToOuterDisposeScope();
+    }
+}
+
+/// <summary>Any sampler run with its denoiser wrapped in <see cref="EpsilonScaledDenoiser"/>.</summary>
+public sealed class EpsilonScaledSampler(ISampler inner, NoiseSchedule schedule, double b, double k) : ISampler
+{
+    public ISampler Inner { get; } = inner;
+    public int Evaluations => Inner.Evaluations;
+
+    public Tensor Sample(IDenoiser model, Tensor xT, Generator? gen, SamplerProgress? progress = null) =>
+        Inner.Sample(new EpsilonScaledDenoiser(model, schedule, b, k), xT, gen, progress);
+}
