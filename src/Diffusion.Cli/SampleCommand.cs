@@ -30,11 +30,13 @@ public static class SampleCommand
 
           --sampler          ddpm, ddim or dpm-solver (default: the checkpoint's sample.sampler; ddim for gmm)
           --steps N          backward steps, respaced when below T; for dpm-solver, network evaluations
-                             (default: T for ddpm, 50 for ddim, 20 for dpm-solver)
+                             (default: the checkpoint's sample.steps for its own sampler, else T for ddpm,
+                             50 for ddim, 20 for dpm-solver)
           --spacing          ddpm/ddim: which steps: ddim-stride, uniform (default) or quadratic
           --eta E            DDIM's η (default 0: deterministic)
           --variance         DDPM's σ²: fixed-small (β̃, default) or fixed-large (β)
-          --clip/--no-clip   clip x̂0 to [−1, 1] at each step (default: on for images, off for vectors;
+          --clip/--no-clip   clip x̂0 to [−1, 1] at each step (default: the checkpoint's sample.clip-denoised,
+                             else on for images, off for vectors;
                              dpm-solver: the dpmsolver++ form only)
           --algorithm        dpm-solver: dpmsolver (noise prediction) or dpmsolver++ (data prediction, default)
           --method           dpm-solver: multistep (default) or singlestep (DPM-Solver-fast: orders ≤ --order
@@ -115,11 +117,12 @@ public static class SampleCommand
         var cfg = new SampleConfig
         {
             Sampler = sampler,
-            Steps = a.Int("steps", 1) ?? (sampler == "ddpm" ? schedule.T : dpm ? 20 : 50),
+            // The checkpoint's own step count when it names the same sampler; else T for ddpm, 20 for dpm-solver, 50 for ddim.
+            Steps = a.Int("steps", 1) ?? (trained is not null && sampler == sc.Sampler ? Math.Min(sc.Steps, schedule.T) : sampler == "ddpm" ? schedule.T : dpm ? 20 : 50),
             Spacing = a.Get("spacing") ?? sc.Spacing,
             Eta = a.Double("eta") ?? 0.0,
             Variance = a.Get("variance") ?? sc.Variance,
-            ClipDenoised = a.Switch("clip") ? true : a.Switch("no-clip") ? false : null,
+            ClipDenoised = a.Switch("clip") ? true : a.Switch("no-clip") ? false : sc.ClipDenoised,
             Algorithm = a.Get("algorithm") ?? sc.Algorithm,
             Method = a.Get("method") ?? sc.Method,
             Order = a.Int("order") ?? sc.Order,
