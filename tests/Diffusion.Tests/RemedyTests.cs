@@ -209,6 +209,8 @@ public class TimeSharingTests
             new DdpmSampler(s, Enumerable.Range(0, 1000).ToArray(), false, false),
             new DdimSampler(s, Respacing.Timesteps("uniform", 1000, 37), 0, false),
             new DdimSampler(s, Respacing.Timesteps("quadratic", 1000, 20), 0.5, false),
+            new DpmSolver(s, 20, 3, "dpmsolver++", "multistep", "logSNR", true, false, false),
+            new DpmSolver(s, 15, 2, "dpmsolver", "singlestep", "time-uniform", true, false, false),
         })
         {
             var probe = new ProbeDenoiser();
@@ -220,6 +222,20 @@ public class TimeSharingTests
         var p = new ProbeDenoiser();
         new TimeSharedDenoiser(p, ts).Predict(zeros(3, 2), tensor(new double[] { 33.7, 99.5, 150.25 }));
         Assert.Equal(new double[] { 20, 80, 150.25 }, p.Times);
+    }
+
+    [Fact]
+    public void A_checkpoint_trained_with_time_sharing_is_sampled_with_it()
+    {
+        var cfg = ConfigLoader.FromTree(ConfigLoader.EmbeddedTree("toy"));
+        cfg.TimeSharing.Intervals = 4;
+        cfg.TimeSharing.Threshold = 50;
+        using var net = new MlpDenoiser(2, 16, 1);
+        var d = Assert.IsType<TimeSharedDenoiser>(TrainedModel.Wrap(cfg, net, 0));
+        Assert.Equal(4, d.Sharing.Intervals);
+        Assert.Equal(50, d.Sharing.Threshold);
+        cfg.TimeSharing.Intervals = 0;
+        Assert.IsType<NetworkDenoiser>(TrainedModel.Wrap(cfg, net, 0));
     }
 }
 
