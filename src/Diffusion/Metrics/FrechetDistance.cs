@@ -17,8 +17,8 @@ public sealed class FeatureStatistics : IDisposable
     {
         if (mean.dim() != 1 || covariance.dim() != 2 || covariance.shape[0] != mean.shape[0] || covariance.shape[1] != mean.shape[0])
             throw new UserError($"feature statistics: expected a mean of shape [D] and a covariance of shape [D, D], got [{string.Join(", ", mean.shape)}] and [{string.Join(", ", covariance.shape)}]");
-        Mean = mean.to_type(ScalarType.Float64).cpu().DetachFromDisposeScope();
-        Covariance = covariance.to_type(ScalarType.Float64).cpu().DetachFromDisposeScope();
+        Mean = mean.to_type(ScalarType.Float64).cpu().clone().DetachFromDisposeScope();
+        Covariance = covariance.to_type(ScalarType.Float64).cpu().clone().DetachFromDisposeScope();
         Count = count;
     }
 

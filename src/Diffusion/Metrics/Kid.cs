@@ -39,7 +39,11 @@ public static class Kid
     }
 
     /// <summary>The cubic polynomial kernel matrix (xᵢᵀyⱼ/d + 1)³.</summary>
-    public static Tensor Kernel(Tensor x, Tensor y) => (x.matmul(y.t()) / x.shape[1] + 1).pow(3);
+    public static Tensor Kernel(Tensor x, Tensor y)
+    {
+        var k = x.matmul(y.t());
+        return k.div_(x.shape[1]).add_(1.0).pow_(3);   // in place: one allocation per kernel matrix
+    }
 
     /// <summary>The unbiased MMD² estimate with the cubic kernel for one pair of samples (diagonals of K_xx, K_yy left out).</summary>
     public static double UnbiasedMmd2(Tensor x, Tensor y)

@@ -11,8 +11,9 @@ public sealed record PrecisionRecallResult(double Precision, double Recall, int 
 /// the distance to the point's k-th nearest neighbour within the same set (itself excluded; k = 3 by
 /// default, as in the paper). Precision is the fraction of generated points inside the real support
 /// (sample quality), recall the fraction of real points inside the generated support (coverage).
-/// A point on a ball's boundary counts as inside (≤). Distances are Euclidean, computed in float64 in
-/// row blocks so that memory stays O(block × N).
+/// A point on a ball's boundary counts as inside (≤). Distances are Euclidean (<c>cdist</c>), in
+/// float32 — features are float32 and only the order of distances matters — in row blocks so that
+/// memory stays O(block × N).
 /// </summary>
 public static class PrecisionRecall
 {
@@ -24,8 +25,8 @@ public static class PrecisionRecall
         if (real.shape[0] <= k || fake.shape[0] <= k)
             throw new UserError($"precision/recall: each set needs more than k = {k} points (got {real.shape[0]} and {fake.shape[0]})");
         using var scope = NewDisposeScope();
-        var r = real.detach().cpu().to_type(ScalarType.Float64);
-        var f = fake.detach().cpu().to_type(ScalarType.Float64);
+        var r = real.detach().cpu().to_type(ScalarType.Float32);
+        var f = fake.detach().cpu().to_type(ScalarType.Float32);
         var rRadii = KthNeighbourDistances(r, k, block);
         var fRadii = KthNeighbourDistances(f, k, block);
         double precision = FractionInside(f, r, rRadii, block);
@@ -67,5 +68,5 @@ public static class PrecisionRecall
         return inside / (double)n;
     }
 
-    private static Tensor Distances(Tensor a, Tensor b) => Mmd.SquaredDistances(a, b).sqrt();
+    private static Tensor Distances(Tensor a, Tensor b) => cdist(a, b);
 }
