@@ -22,7 +22,8 @@ public static class EvalCommand
         feature extractor and the sample counts it was computed with.
 
           --samples          an .npy array (N×D vectors or N×C×H×W images in [−1, 1], as diffusion sample
-                             writes), or a folder of .npy files or of PNG/JPEG images
+                             writes), a folder of .npy files or of PNG/JPEG images, or a data spec
+                             (e.g. fashion-mnist, for the real-versus-real baseline)
           --reference        a data spec (toy:gmm-grid, gmm:SPEC.json, fashion-mnist:test, images:DIR, npy:FILE, …)
                              or reference statistics saved with --save-reference (pytorch-fid's .npz
                              statistics work for FID)
@@ -102,7 +103,7 @@ public static class EvalCommand
         if (saved?.Features is string sf && sf != features)
             throw new UserError($"--reference {referenceArg}: holds {sf} features, not {features}; compute a reference in {features} features from data");
 
-        using var samples = LoadSamples(samplesPath, a.Int("n", 2), refShape);
+        using var samples = LoadSamples(samplesPath, a.Int("n", 2), refShape, settings.DataDir);
         if (refShape is not null && features != "inception-fid" && !samples.shape.Skip(1).SequenceEqual(refShape))
             throw new UserError($"--samples {samplesPath}: examples of shape [{string.Join(", ", samples.shape.Skip(1))}], the reference has [{string.Join(", ", refShape)}]");
 
@@ -138,6 +139,12 @@ public static class EvalCommand
         return 0;
     }
 
+    private static bool IsDataSpec(string s)
+    {
+        var (kind, _) = DataSources.Split(s);
+        return kind is "toy" or "gmm" or "fashion-mnist" or "mnist" or "images" or "npy";
+    }
+
     /// <summary>At most n examples of the dataset: all of them, or a random subset drawn with the seed.</summary>
     private static Dataset Subset(Dataset all, int n, long seed)
     {
@@ -157,11 +164,16 @@ public static class EvalCommand
         return shape.Length == 4 ? (int)shape[2] : null;
     }
 
-    /// <summary>An .npy file, or a folder of .npy files (concatenated in name order) or of images (sized like the reference).</summary>
-    private static Tensor LoadSamples(string path, int? n, long[]? refShape)
+    /// <summary>An .npy file, a folder of .npy files (concatenated in name order) or of images (sized like the reference), or a data spec.</summary>
+    private static Tensor LoadSamples(string path, int? n, long[]? refShape, string? dataDir)
     {
         Tensor x;
-        if (Directory.Exists(path))
+        if (!File.Exists(path) && !Directory.Exists(path) && IsDataSpec(path))
+        {
+            using var ds = DataSources.Load(new DataConfig { Spec = path, DataDir = dataDir, ImageSize = refShape is { Length: 3 } ? (int)refShape[1] : 32 });
+            x = ds.Data.clone();
+        }
+        else if (Directory.Exists(path))
         {
             var npys = Directory.GetFiles(path, "*.npy").Order(StringComparer.Ordinal).ToList();
             if (npys.Count > 0)

@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Text.Json.Nodes;
 using Diffusion.Data;
 using static TorchSharp.torch;
@@ -8,26 +7,8 @@ namespace Diffusion.Tests;
 /// <summary>diffusion eval and diffusion diagnose, run as a user runs them.</summary>
 public class EvalCliTests
 {
-    private static (int Code, string Out, string Err) Run(params string[] args)
-    {
-        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "diffusion.dll"));
-        foreach (var a in args) psi.ArgumentList.Add(a);
-        using var p = Process.Start(psi)!;
-        var stdout = p.StandardOutput.ReadToEndAsync();
-        var stderr = p.StandardError.ReadToEndAsync();
-        p.WaitForExit();
-        return (p.ExitCode, stdout.Result, stderr.Result);
-    }
-
-    private static void AssertOneLineError((int Code, string Out, string Err) r, string contains)
-    {
-        Assert.NotEqual(0, r.Code);
-        var lines = r.Err.Split('\n', StringSplitOptions.RemoveEmptyEntries);
-        Assert.True(lines.Length == 1, $"expected one line on stderr, got:\n{r.Err}");
-        Assert.StartsWith("error: ", lines[0]);
-        Assert.Contains(contains, lines[0]);
-    }
+    private static (int Code, string Out, string Err) Run(params string[] args) => CliTests.Run(args);
+    private static void AssertOneLineError((int Code, string Out, string Err) r, string contains) => CliTests.AssertOneLineError(r, contains);
 
     private const string SmallMixtureJson = """{"weights":[0.5,0.3,0.2], "means":[[-1,0.5],[1,1],[0.5,-1.2]], "stds":[0.3,0.2,0.4], "schedule":{"name":"linear","T":1000}}""";
 

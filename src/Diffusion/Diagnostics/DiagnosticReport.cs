@@ -59,6 +59,28 @@ public static class DiagnosticReport
     public static ISampler Chain(DiagnosticModel m, DiagnosticSettings s, int? steps = null) =>
         Samplers.Create(new SampleConfig { Sampler = s.Sampler, Steps = Math.Min(steps ?? s.Steps, m.Schedule.T), Spacing = "uniform" }, m.Schedule, clipDefault: m.IsImage);
 
+    /// <summary>
+    /// Runs the settings' reverse chain from x_T ~ N(0, I) (N examples, drawn with <paramref name="gen"/>)
+    /// through a <see cref="ChainRecorder"/>, which the caller owns, keeping the states at <paramref name="keepStatesAt"/>.
+    /// </summary>
+    public static ChainRecorder RecordChain(DiagnosticModel m, DiagnosticSettings s, Generator gen, ISet<int>? keepStatesAt = null)
+    {
+        var recorder = new ChainRecorder(m.Denoiser, m.Schedule, keepStatesAt);
+        var shape = new long[] { s.N }.Concat(m.ExampleShape).ToArray();
+        using var xT = randn(shape, generator: gen);
+        using var _ = Sample(Chain(m, s), recorder, xT, gen, s.BatchSize);
+        return recorder;
+    }
+
+    /// <summary>The diagnostic's JSON file: its name, definition, settings and one object per model.</summary>
+    public static JsonObject Document(string name, string definition, JsonObject settings, IEnumerable<JsonObject> models) => new()
+    {
+        ["diagnostic"] = name,
+        ["definition"] = definition,
+        ["settings"] = settings,
+        ["models"] = new JsonArray(models.Select(m => (JsonNode)m).ToArray()),
+    };
+
     /// <summary>Runs a sampler over x_T in batches (no gradients) and concatenates the results.</summary>
     public static Tensor Sample(ISampler sampler, IDenoiser denoiser, Tensor xT, Generator gen, int batch)
     {

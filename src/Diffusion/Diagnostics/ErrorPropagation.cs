@@ -23,14 +23,10 @@ public static class ErrorPropagation
     public static Result Run(DiagnosticModel m, DiagnosticSettings s, int permutations = 100)
     {
         using var gen = new Generator((ulong)s.Seed);
-        var sampler = DiagnosticReport.Chain(m, s);
         var visited = Schedules.Respacing.Timesteps("uniform", m.Schedule.T, Math.Min(s.Steps, m.Schedule.T));
         var wanted = DiagnosticReport.DenseNearZero(m.Schedule.T, s.GridPoints);
         var grid = new SortedSet<int>(wanted.Select(w => visited.MinBy(v => Math.Abs(v - w))));
-        using var recorder = new ChainRecorder(m.Denoiser, m.Schedule, grid);
-        var shape = new long[] { s.N }.Concat(m.ExampleShape).ToArray();
-        using (var xT = randn(shape, generator: gen))
-        using (DiagnosticReport.Sample(sampler, recorder, xT, gen, s.BatchSize)) { }
+        using var recorder = DiagnosticReport.RecordChain(m, s, gen, grid);
         using var x0 = m.HeldOut(s.N, gen);
         var rows = new List<Row>();
         foreach (var (t, chain) in recorder.States)
@@ -97,21 +93,15 @@ public static class ErrorPropagation
             results.SelectMany(r => r.Rows.Select(w => new object[] { r.Label, w.T, w.Mmd2, w.Null95, w.PValue })));
         var settings = DiagnosticReport.Json(s);
         settings["permutations"] = permutations;
-        var json = new JsonObject
+        var json = DiagnosticReport.Document("error-propagation", "unbiased MMD^2 (5 RBF kernels, bandwidth = mean pooled squared distance x 2^-2..2^2) between N chain states at step t and N forward samples q(x_t); null_95 = 95th percentile over permutations", settings, results.Select(r => new JsonObject
         {
-            ["diagnostic"] = "error-propagation",
-            ["definition"] = "unbiased MMD^2 (5 RBF kernels, bandwidth = mean pooled squared distance x 2^-2..2^2) between N chain states at step t and N forward samples q(x_t); null_95 = 95th percentile over permutations",
-            ["settings"] = settings,
-            ["models"] = new JsonArray(results.Select(r => (JsonNode)new JsonObject
-            {
-                ["label"] = r.Label,
-                ["held_out"] = r.HeldOut,
-                ["t"] = DiagnosticReport.Array(r.Rows.Select(w => w.T)),
-                ["mmd2"] = DiagnosticReport.Array(r.Rows.Select(w => w.Mmd2)),
-                ["null_95"] = DiagnosticReport.Array(r.Rows.Select(w => w.Null95)),
-                ["p_value"] = DiagnosticReport.Array(r.Rows.Select(w => w.PValue)),
-            }).ToArray()),
-        };
+            ["label"] = r.Label,
+            ["held_out"] = r.HeldOut,
+            ["t"] = DiagnosticReport.Array(r.Rows.Select(w => w.T)),
+            ["mmd2"] = DiagnosticReport.Array(r.Rows.Select(w => w.Mmd2)),
+            ["null_95"] = DiagnosticReport.Array(r.Rows.Select(w => w.Null95)),
+            ["p_value"] = DiagnosticReport.Array(r.Rows.Select(w => w.PValue)),
+        }));
         DiagnosticReport.WriteJson(Path.Combine(dir, "error-propagation.json"), json);
         var curves = results.Select(r => new Curve(r.Label, r.Rows.Select(w => (double)(w.T + 1)).ToArray(), r.Rows.Select(w => w.Mmd2).ToArray())).ToList();
         curves.AddRange(results.Select(r => new Curve($"{r.Label}: null 95%", r.Rows.Select(w => (double)(w.T + 1)).ToArray(), r.Rows.Select(w => w.Null95).ToArray())));

@@ -37,13 +37,9 @@ public static class ExposureBias
     public static Result Run(DiagnosticModel m, DiagnosticSettings s)
     {
         using var gen = new Generator((ulong)s.Seed);
-        var shape = new long[] { s.N }.Concat(m.ExampleShape).ToArray();
 
         // 1. The model's own chain, recording ‖ε̂‖²/D at every visited step.
-        var sampler = DiagnosticReport.Chain(m, s);
-        using var recorder = new ChainRecorder(m.Denoiser, m.Schedule);
-        using (var xT = randn(shape, generator: gen))
-        using (DiagnosticReport.Sample(sampler, recorder, xT, gen, s.BatchSize)) { }
+        using var recorder = DiagnosticReport.RecordChain(m, s, gen);
 
         // 2. The same steps on forward samples of held-out data.
         using var x0 = m.HeldOut(s.N, gen);
@@ -87,25 +83,19 @@ public static class ExposureBias
         DiagnosticReport.WriteCsv(Path.Combine(dir, "exposure-bias-reconstruction.csv"),
             ["label", "start_t", "chain", "steps", "mean_abs_error", "se"],
             results.SelectMany(r => r.Reconstruction.Select(c => new object[] { r.Label, c.Start, c.Chain, c.Steps, c.MeanAbsError.Mean, c.MeanAbsError.Se })));
-        var json = new JsonObject
+        var json = DiagnosticReport.Document("exposure-bias", "gap(t) = mean ||eps_hat(chain x_t, t)||^2/D - mean ||eps_hat(forward x_t, t)||^2/D; reconstruction: mean |x0_hat - x0| after noising held-out x0 to x_t and running the chain back", DiagnosticReport.Json(s), results.Select(r => new JsonObject
         {
-            ["diagnostic"] = "exposure-bias",
-            ["definition"] = "gap(t) = mean ||eps_hat(chain x_t, t)||^2/D - mean ||eps_hat(forward x_t, t)||^2/D; reconstruction: mean |x0_hat - x0| after noising held-out x0 to x_t and running the chain back",
-            ["settings"] = DiagnosticReport.Json(s),
-            ["models"] = new JsonArray(results.Select(r => (JsonNode)new JsonObject
+            ["label"] = r.Label,
+            ["held_out"] = r.HeldOut,
+            ["t"] = DiagnosticReport.Array(r.Gap.Select(g => g.T)),
+            ["gap"] = DiagnosticReport.Array(r.Gap.Select(g => g.Gap)),
+            ["gap_se"] = DiagnosticReport.Array(r.Gap.Select(g => g.GapSe)),
+            ["mean_gap"] = r.Gap.Average(g => g.Gap),
+            ["reconstruction"] = new JsonArray(r.Reconstruction.Select(c => (JsonNode)new JsonObject
             {
-                ["label"] = r.Label,
-                ["held_out"] = r.HeldOut,
-                ["t"] = DiagnosticReport.Array(r.Gap.Select(g => g.T)),
-                ["gap"] = DiagnosticReport.Array(r.Gap.Select(g => g.Gap)),
-                ["gap_se"] = DiagnosticReport.Array(r.Gap.Select(g => g.GapSe)),
-                ["mean_gap"] = r.Gap.Average(g => g.Gap),
-                ["reconstruction"] = new JsonArray(r.Reconstruction.Select(c => (JsonNode)new JsonObject
-                {
-                    ["start_t"] = c.Start, ["chain"] = c.Chain, ["steps"] = c.Steps, ["mean_abs_error"] = c.MeanAbsError.Mean, ["se"] = c.MeanAbsError.Se,
-                }).ToArray()),
+                ["start_t"] = c.Start, ["chain"] = c.Chain, ["steps"] = c.Steps, ["mean_abs_error"] = c.MeanAbsError.Mean, ["se"] = c.MeanAbsError.Se,
             }).ToArray()),
-        };
+        }));
         DiagnosticReport.WriteJson(Path.Combine(dir, "exposure-bias.json"), json);
         DiagnosticReport.WritePlot(Path.Combine(dir, "exposure-bias.png"),
         [

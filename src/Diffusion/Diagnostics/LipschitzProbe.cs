@@ -42,21 +42,15 @@ public static class LipschitzProbe
         Directory.CreateDirectory(dir);
         DiagnosticReport.WriteCsv(Path.Combine(dir, "lipschitz.csv"), ["label", "t", "delta", "K", "K_se"],
             results.SelectMany(r => r.Rows.Select(w => new object[] { r.Label, w.T, r.Delta, w.K.Mean, w.K.Se })));
-        var json = new JsonObject
+        var json = DiagnosticReport.Document("lipschitz", "K(t) = E ||eps_hat(x_t, t) - eps_hat(x_t, t - delta)|| / delta, same x_t for both calls", DiagnosticReport.Json(s), results.Select(r => new JsonObject
         {
-            ["diagnostic"] = "lipschitz",
-            ["definition"] = "K(t) = E ||eps_hat(x_t, t) - eps_hat(x_t, t - delta)|| / delta, same x_t for both calls",
-            ["settings"] = DiagnosticReport.Json(s),
-            ["models"] = new JsonArray(results.Select(r => (JsonNode)new JsonObject
-            {
-                ["label"] = r.Label,
-                ["held_out"] = r.HeldOut,
-                ["delta"] = r.Delta,
-                ["t"] = DiagnosticReport.Array(r.Rows.Select(w => w.T)),
-                ["K"] = DiagnosticReport.Array(r.Rows.Select(w => w.K.Mean)),
-                ["K_se"] = DiagnosticReport.Array(r.Rows.Select(w => w.K.Se)),
-            }).ToArray()),
-        };
+            ["label"] = r.Label,
+            ["held_out"] = r.HeldOut,
+            ["delta"] = r.Delta,
+            ["t"] = DiagnosticReport.Array(r.Rows.Select(w => w.T)),
+            ["K"] = DiagnosticReport.Array(r.Rows.Select(w => w.K.Mean)),
+            ["K_se"] = DiagnosticReport.Array(r.Rows.Select(w => w.K.Se)),
+        }));
         DiagnosticReport.WriteJson(Path.Combine(dir, "lipschitz.json"), json);
         DiagnosticReport.WritePlot(Path.Combine(dir, "lipschitz.png"),
         [

@@ -43,21 +43,15 @@ public static class MixtureSteps
         Directory.CreateDirectory(dir);
         DiagnosticReport.WriteCsv(Path.Combine(dir, "mixture-steps.csv"), ["label", "steps", "within_3sigma", "modes_covered", "modes", "log_likelihood"],
             results.SelectMany(r => r.Rows.Select(w => new object[] { r.Label, w.Steps, w.Scores.FractionWithin3Sigma, w.Scores.ModesCovered, w.Scores.Modes, w.Scores.MeanLogLikelihood })));
-        var json = new JsonObject
+        var json = DiagnosticReport.Document("mixture-steps", "mixture scores of N samples drawn with each number of backward steps (uniform respacing) from the same x_T", DiagnosticReport.Json(s), results.Select(r => new JsonObject
         {
-            ["diagnostic"] = "mixture-steps",
-            ["definition"] = "mixture scores of N samples drawn with each number of backward steps (uniform respacing) from the same x_T",
-            ["settings"] = DiagnosticReport.Json(s),
-            ["models"] = new JsonArray(results.Select(r => (JsonNode)new JsonObject
-            {
-                ["label"] = r.Label,
-                ["steps"] = DiagnosticReport.Array(r.Rows.Select(w => w.Steps)),
-                ["within_3sigma"] = DiagnosticReport.Array(r.Rows.Select(w => w.Scores.FractionWithin3Sigma)),
-                ["modes_covered"] = DiagnosticReport.Array(r.Rows.Select(w => w.Scores.ModesCovered)),
-                ["modes"] = r.Rows[0].Scores.Modes,
-                ["log_likelihood"] = DiagnosticReport.Array(r.Rows.Select(w => w.Scores.MeanLogLikelihood)),
-            }).ToArray()),
-        };
+            ["label"] = r.Label,
+            ["steps"] = DiagnosticReport.Array(r.Rows.Select(w => w.Steps)),
+            ["within_3sigma"] = DiagnosticReport.Array(r.Rows.Select(w => w.Scores.FractionWithin3Sigma)),
+            ["modes_covered"] = DiagnosticReport.Array(r.Rows.Select(w => w.Scores.ModesCovered)),
+            ["modes"] = r.Rows[0].Scores.Modes,
+            ["log_likelihood"] = DiagnosticReport.Array(r.Rows.Select(w => w.Scores.MeanLogLikelihood)),
+        }));
         DiagnosticReport.WriteJson(Path.Combine(dir, "mixture-steps.json"), json);
         double[] X(Result r) => r.Rows.Select(w => (double)w.Steps).ToArray();
         DiagnosticReport.WritePlot(Path.Combine(dir, "mixture-steps.png"),

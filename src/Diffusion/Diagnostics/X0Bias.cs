@@ -45,21 +45,15 @@ public static class X0Bias
         DiagnosticReport.WriteCsv(Path.Combine(dir, "x0-bias.csv"),
             ["label", "t", "mean_error", "mean_error_se", "bias_rms", "bias_rms_floor", "mse", "mse_se"],
             results.SelectMany(r => r.Rows.Select(w => new object[] { r.Label, w.T, w.MeanError.Mean, w.MeanError.Se, w.BiasRms, w.BiasRmsFloor, w.Mse.Mean, w.Mse.Se })));
-        var json = new JsonObject
+        var json = DiagnosticReport.Document("x0-bias", "e = x0_hat(x_t, t) - x0 on held-out data; mean_error = E[e]; bias_rms = ||E_n[e]||/sqrt(D); mse = E||e||^2/D", DiagnosticReport.Json(s), results.Select(r => new JsonObject
         {
-            ["diagnostic"] = "x0-bias",
-            ["definition"] = "e = x0_hat(x_t, t) - x0 on held-out data; mean_error = E[e]; bias_rms = ||E_n[e]||/sqrt(D); mse = E||e||^2/D",
-            ["settings"] = DiagnosticReport.Json(s),
-            ["models"] = new JsonArray(results.Select(r => (JsonNode)new JsonObject
-            {
-                ["label"] = r.Label,
-                ["held_out"] = r.HeldOut,
-                ["t"] = DiagnosticReport.Array(r.Rows.Select(w => w.T)),
-                ["mean_error"] = DiagnosticReport.Array(r.Rows.Select(w => w.MeanError.Mean)),
-                ["bias_rms"] = DiagnosticReport.Array(r.Rows.Select(w => w.BiasRms)),
-                ["mse"] = DiagnosticReport.Array(r.Rows.Select(w => w.Mse.Mean)),
-            }).ToArray()),
-        };
+            ["label"] = r.Label,
+            ["held_out"] = r.HeldOut,
+            ["t"] = DiagnosticReport.Array(r.Rows.Select(w => w.T)),
+            ["mean_error"] = DiagnosticReport.Array(r.Rows.Select(w => w.MeanError.Mean)),
+            ["bias_rms"] = DiagnosticReport.Array(r.Rows.Select(w => w.BiasRms)),
+            ["mse"] = DiagnosticReport.Array(r.Rows.Select(w => w.Mse.Mean)),
+        }));
         DiagnosticReport.WriteJson(Path.Combine(dir, "x0-bias.json"), json);
         double[] X(Result r) => r.Rows.Select(w => (double)(w.T + 1)).ToArray();
         DiagnosticReport.WritePlot(Path.Combine(dir, "x0-bias.png"),
