@@ -87,6 +87,6 @@ public class ClassifierFeaturesTests
         using var train = Bars(64, 1, "bars");
         using var clf = ClassifierFeatures.Train("bars", train, train, Small with { Epochs = 1 });
         using var rgb = zeros(2, 3, 16, 16);
-        Assert.Contains("expected images of shape [N, 1, H, W]", Assert.Throws<UserError>(() => clf.Extract(rgb)).Message);
+        Assert.Contains("expected images of shape [N, 1, 16, 16]", Assert.Throws<UserError>(() => clf.Extract(rgb)).Message);
     }
 }

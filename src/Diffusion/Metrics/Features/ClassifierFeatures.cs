@@ -24,7 +24,7 @@ public sealed record ClassifierOptions
 /// <summary>What is stored beside a cached classifier (and printed): its test accuracy and how it was trained.</summary>
 public sealed record ClassifierInfo(
     string Dataset, string Architecture, int FeatureDim, int Classes, int TrainCount, int TestCount, double TestAccuracy,
-    int Epochs, int BatchSize, double Lr, double WeightDecay, long Seed, int Threads, double TrainSeconds, string Key, string CreatedUtc);
+    int Epochs, int BatchSize, double Lr, double WeightDecay, long Seed, int Threads, double TrainSeconds, double TrainCpuSeconds, string Key, string CreatedUtc);
 
 /// <summary>
 /// <c>classifier:DATASET</c> features: the 128-d penultimate layer of a <see cref="SmallCnn"/> trained
@@ -98,7 +98,7 @@ public sealed class ClassifierFeatures : IFeatureExtractor
         {
             var info = JsonSerializer.Deserialize<ClassifierInfo>(File.ReadAllText(json), Json)
                        ?? throw new UserError($"{json}: unreadable classifier info; delete it to retrain");
-            var loaded = new SmallCnn((int)train.Data.shape[1], info.Classes, options.Width);
+            var loaded = new SmallCnn((int)train.Data.shape[1], info.Classes, (int)train.Data.shape[2], (int)train.Data.shape[3], options.Width);
             try { loaded.load(ckpt, strict: true); }
             catch (Exception e) when (e is not UserError)
             {
@@ -113,7 +113,7 @@ public sealed class ClassifierFeatures : IFeatureExtractor
         var bytes = ModuleBytes(trained.net);
         Util.AtomicFile.Write(ckpt, s => s.Write(bytes));
         Util.AtomicFile.WriteAllText(json, JsonSerializer.Serialize(trained.Info, Json));
-        log?.Invoke($"classifier:{dataset}: test accuracy {trained.Info.TestAccuracy:P2} on {trained.Info.TestCount} images, trained in {trained.Info.TrainSeconds:F0}s → {ckpt}");
+        log?.Invoke($"classifier:{dataset}: test accuracy {trained.Info.TestAccuracy:P2} on {trained.Info.TestCount} images, trained in {trained.Info.TrainSeconds:F0}s ({trained.Info.TrainCpuSeconds:F0} s of CPU time) → {ckpt}");
         return trained;
     }
 
@@ -123,8 +123,9 @@ public sealed class ClassifierFeatures : IFeatureExtractor
         Validate(dataset, train, test);
         int classes = (int)Math.Max(train.Labels!.max().item<long>(), test.Labels!.max().item<long>()) + 1;
         var sw = Stopwatch.StartNew();
+        var cpu0 = Process.GetCurrentProcess().TotalProcessorTime;
         torch.manual_seed(options.Seed);
-        var net = new SmallCnn((int)train.Data.shape[1], classes, options.Width);
+        var net = new SmallCnn((int)train.Data.shape[1], classes, (int)train.Data.shape[2], (int)train.Data.shape[3], options.Width);
         net.train();
         using var opt = optim.AdamW(net.parameters(), options.Lr, 0.9, 0.999, 1e-8, options.WeightDecay);
         long n = train.Count, b = options.BatchSize;
@@ -150,9 +151,10 @@ public sealed class ClassifierFeatures : IFeatureExtractor
         }
         net.eval();
         double seconds = sw.Elapsed.TotalSeconds;
+        double cpuSeconds = (Process.GetCurrentProcess().TotalProcessorTime - cpu0).TotalSeconds;
         double acc = Accuracy(net, test);
         var info = new ClassifierInfo(dataset, SmallCnn.Version, net.FeatureDim, classes, (int)train.Count, (int)test.Count, acc,
-            options.Epochs, options.BatchSize, options.Lr, options.WeightDecay, options.Seed, torch.get_num_threads(), Math.Round(seconds, 1),
+            options.Epochs, options.BatchSize, options.Lr, options.WeightDecay, options.Seed, torch.get_num_threads(), Math.Round(seconds, 1), Math.Round(cpuSeconds, 1),
             key ?? CacheKey(train, test, options), DateTime.UtcNow.ToString("o"));
         return new ClassifierFeatures(net, info);
     }
@@ -176,8 +178,8 @@ public sealed class ClassifierFeatures : IFeatureExtractor
 
     public Tensor Extract(Tensor x, Action<long, long>? progress = null)
     {
-        if (x.dim() != 4 || x.shape[1] != net.Channels)
-            throw new UserError($"{Name}: expected images of shape [N, {net.Channels}, H, W] like the dataset's, got [{string.Join(", ", x.shape)}]");
+        if (x.dim() != 4 || x.shape[1] != net.Channels || x.shape[2] != net.ImageHeight || x.shape[3] != net.ImageWidth)
+            throw new UserError($"{Name}: expected images of shape [N, {net.Channels}, {net.ImageHeight}, {net.ImageWidth}] like the dataset's, got [{string.Join(", ", x.shape)}]");
         return Batched.Map(x, 512, b => net.Features(b.to_type(ScalarType.Float32)), progress);
     }
 

@@ -7,37 +7,44 @@ namespace Diffusion.Metrics.Features;
 
 /// <summary>
 /// The small image classifier behind <c>classifier:DATASET</c> features: three 3×3 convolutions
-/// (width w, 2w, 4w channels; the last two with stride 2), each followed by GroupNorm and ReLU, a
-/// fourth 3×3 convolution at the lowest resolution, global average pooling to a 4w-dimensional
-/// feature vector (the features, 128-d at the default w = 32), and a linear classifier on it.
-/// Built from <see cref="Layers"/> (initialised GroupNorm, convolutions with correct gradients).
+/// (w, 2w, 4w channels, padding 1), each followed by GroupNorm (8 groups) and ReLU, with 2×2 max
+/// pooling after the first two; the last feature map flattened into a fully connected layer of 4w
+/// units with ReLU — the features, 128-d at the default w = 32 — and a linear classifier on them.
+/// About 8.4 M multiply-adds per 28×28 image. Built from <see cref="Layers"/> (initialised GroupNorm,
+/// convolutions with correct gradients).
 /// </summary>
 public sealed class SmallCnn : Module<Tensor, Tensor>
 {
     /// <summary>Bumped whenever the architecture changes, so that cached weights of an older one are not reused.</summary>
-    public const string Version = "small-cnn-v1";
+    public const string Version = "small-cnn-v3";
 
-    private readonly SafeConv2d conv1, conv2, conv3, conv4;
-    private readonly GroupNorm norm1, norm2, norm3, norm4;
-    private readonly Linear head;
+    private readonly SafeConv2d conv1, conv2, conv3;
+    private readonly GroupNorm norm1, norm2, norm3;
+    private readonly Linear hidden, head;
 
     public int Channels { get; }
+    public int ImageHeight { get; }
+    public int ImageWidth { get; }
     public int Classes { get; }
     public int FeatureDim { get; }
 
-    public SmallCnn(int channels, int classes, int width = 32) : base(nameof(SmallCnn))
+    /// <param name="height">Image height and <paramref name="imageWidth"/> its width (the fully connected layer depends on them).</param>
+    /// <param name="width">w, the channels of the first convolution.</param>
+    public SmallCnn(int channels, int classes, int height, int imageWidth, int width = 32) : base(nameof(SmallCnn))
     {
+        if (height < 4 || imageWidth < 4) throw new UserError($"classifier: images of {height}×{imageWidth} are too small (at least 4×4)");
         Channels = channels;
+        ImageHeight = height;
+        ImageWidth = imageWidth;
         Classes = classes;
         FeatureDim = 4 * width;
         conv1 = Layers.Conv2d(channels, width, 3, padding: 1);
         norm1 = Layers.GroupNorm(8, width);
-        conv2 = Layers.Conv2d(width, 2 * width, 3, stride: 2, padding: 1);
+        conv2 = Layers.Conv2d(width, 2 * width, 3, padding: 1);
         norm2 = Layers.GroupNorm(8, 2 * width);
-        conv3 = Layers.Conv2d(2 * width, 4 * width, 3, stride: 2, padding: 1);
+        conv3 = Layers.Conv2d(2 * width, 4 * width, 3, padding: 1);
         norm3 = Layers.GroupNorm(8, 4 * width);
-        conv4 = Layers.Conv2d(4 * width, 4 * width, 3, padding: 1);
-        norm4 = Layers.GroupNorm(8, 4 * width);
+        hidden = Linear(4 * width * (height / 4) * (imageWidth / 4), 4 * width);
         head = Linear(4 * width, classes);
         RegisterComponents();
     }
@@ -46,11 +53,10 @@ public sealed class SmallCnn : Module<Tensor, Tensor>
     public Tensor Features(Tensor x)
     {
         using var scope = NewDisposeScope();
-        var h = functional.relu(norm1.call(conv1.call(x)));
-        h = functional.relu(norm2.call(conv2.call(h)));
+        var h = functional.max_pool2d(functional.relu(norm1.call(conv1.call(x))), kernel_size: 2);
+        h = functional.max_pool2d(functional.relu(norm2.call(conv2.call(h))), kernel_size: 2);
         h = functional.relu(norm3.call(conv3.call(h)));
-        h = functional.relu(norm4.call(conv4.call(h)));
-        return h.mean([2, 3]).MoveToOuterDisposeScope();
+        return functional.relu(hidden.call(h.flatten(1))).MoveToOuterDisposeScope();
     }
 
     /// <summary>Class logits [N, classes].</summary>
