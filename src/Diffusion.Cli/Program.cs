@@ -8,6 +8,8 @@ const string Usage = """
 
       train    train a model on toy, image or array data; writes a run folder
       sample   draw samples from a checkpoint or from an exact Gaussian-mixture model
+      eval     score samples against reference data: FID, KID, precision/recall, MMD
+      diagnose measure exposure bias, x0 bias, Lipschitz in t, error propagation, mixture steps
       bench    training and sampling throughput of the reference UNet configs
     """;
 
@@ -23,11 +25,13 @@ string[] rest = args[1..];
     "train" => ((Func<string[], int>)TrainCommand.Run, TrainCommand.Help),
     "sample" => (SampleCommand.Run, SampleCommand.Help),
     "bench" => (BenchCommand.Run, BenchCommand.Help),
+    "eval" => (EvalCommand.Run, EvalCommand.Help),
+    "diagnose" => (DiagnoseCommand.Run, DiagnoseCommand.Help),
     _ => (null!, ""),
 };
 if (run is null)
 {
-    Console.Error.WriteLine($"error: unknown command '{command}'; expected train, sample or bench (diffusion --help)");
+    Console.Error.WriteLine($"error: unknown command '{command}'; expected train, sample, eval, diagnose or bench (diffusion --help)");
     return 2;
 }
 if (rest.Any(a => a is "-h" or "--help"))

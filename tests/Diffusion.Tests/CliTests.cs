@@ -10,7 +10,7 @@ namespace Diffusion.Tests;
 /// <summary>The command-line program, run as a user runs it.</summary>
 public class CliTests
 {
-    private static (int Code, string Out, string Err) Run(params string[] args)
+    internal static (int Code, string Out, string Err) Run(params string[] args)
     {
         var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "diffusion.dll"));
@@ -22,7 +22,7 @@ public class CliTests
         return (p.ExitCode, stdout.Result, stderr.Result);
     }
 
-    private static void AssertOneLineError((int Code, string Out, string Err) r, string contains)
+    internal static void AssertOneLineError((int Code, string Out, string Err) r, string contains)
     {
         Assert.NotEqual(0, r.Code);
         var lines = r.Err.Split('\n', StringSplitOptions.RemoveEmptyEntries);

@@ -17,11 +17,16 @@ public static partial class Npy
     public static Tensor Read(string path)
     {
         if (!File.Exists(path)) throw new UserError($"{path}: file not found");
-        byte[] bytes = File.ReadAllBytes(path);
-        var (shape, type, size, dataStart) = ParseHeader(path, bytes);
+        return FromBytes(path, File.ReadAllBytes(path));
+    }
+
+    /// <summary>Parses the bytes of a .npy file (<paramref name="name"/> names it in errors), e.g. one member of an .npz archive.</summary>
+    public static Tensor FromBytes(string name, byte[] bytes)
+    {
+        var (shape, type, size, dataStart) = ParseHeader(name, bytes);
         long count = shape.Aggregate(1L, (a, b) => a * b);
         if (bytes.LongLength - dataStart < count * size)
-            throw new UserError($"{path}: truncated: shape ({string.Join(", ", shape)}) needs {count * size} bytes of data, the file has {bytes.LongLength - dataStart}");
+            throw new UserError($"{name}: truncated: shape ({string.Join(", ", shape)}) needs {count * size} bytes of data, the file has {bytes.LongLength - dataStart}");
         var span = bytes.AsSpan(dataStart, (int)(count * size));
         return type switch
         {
@@ -82,6 +87,13 @@ public static partial class Npy
     /// <summary>Writes a float32 or float64 tensor (others are written as float32) atomically.</summary>
     public static void Write(string path, Tensor t)
     {
+        var bytes = ToBytes(t);
+        Util.AtomicFile.Write(path, s => s.Write(bytes));
+    }
+
+    /// <summary>The bytes of a .npy file holding a float32 or float64 tensor (others become float32).</summary>
+    public static byte[] ToBytes(Tensor t)
+    {
         using var c = t.detach().cpu().contiguous();
         bool f64 = c.dtype == ScalarType.Float64;
         using var data = f64 ? c.alias() : c.to_type(ScalarType.Float32);
@@ -90,15 +102,14 @@ public static partial class Npy
         int total = 10 + header.Length + 1;
         int pad = (64 - total % 64) % 64;
         header = header + new string(' ', pad) + "\n";
-        Util.AtomicFile.Write(path, s =>
-        {
-            s.Write(Magic);
-            s.WriteByte(1); s.WriteByte(0);
-            s.Write(BitConverter.GetBytes((ushort)header.Length));
-            s.Write(Encoding.Latin1.GetBytes(header));
-            if (f64) s.Write(MemoryMarshal.AsBytes(data.data<double>().ToArray().AsSpan()));
-            else s.Write(MemoryMarshal.AsBytes(data.data<float>().ToArray().AsSpan()));
-        });
+        using var s = new MemoryStream();
+        s.Write(Magic);
+        s.WriteByte(1); s.WriteByte(0);
+        s.Write(BitConverter.GetBytes((ushort)header.Length));
+        s.Write(Encoding.Latin1.GetBytes(header));
+        if (f64) s.Write(MemoryMarshal.AsBytes(data.data<double>().ToArray().AsSpan()));
+        else s.Write(MemoryMarshal.AsBytes(data.data<float>().ToArray().AsSpan()));
+        return s.ToArray();
     }
 
     [GeneratedRegex(@"'descr'\s*:\s*'([^']*)'")] private static partial Regex DescrRegex();

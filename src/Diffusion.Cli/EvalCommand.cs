@@ -1,0 +1,212 @@
+using System.Diagnostics;
+using Diffusion.Config;
+using Diffusion.Data;
+using Diffusion.Metrics;
+using Diffusion.Metrics.Features;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Diffusion.Cli;
+
+public static class EvalCommand
+{
+    public const string Help = """
+        diffusion eval --samples FILE.npy|DIR --reference DATA_SPEC|STATS.npz
+                       [--features inception-fid|classifier:DATASET|raw] [--metrics fid,kid,pr,mmd]
+                       [--format text|json] [--save-reference STATS.npz] [--n N] [--reference-n N]
+                       [--inception-weights FILE.npz] [--classifier-cache DIR] [--data-dir DIR]
+                       [--kid-subsets S] [--kid-subset-size M] [--k K] [--mmd-n N] [--seed S]
+                       [--batch-size B] [--threads N] [--quiet]
+
+        Scores samples against reference data in a feature space, and prints each score with the
+        feature extractor and the sample counts it was computed with.
+
+          --samples          an .npy array (N×D vectors or N×C×H×W images in [−1, 1], as diffusion sample
+                             writes), a folder of .npy files or of PNG/JPEG images, or a data spec
+                             (e.g. fashion-mnist, for the real-versus-real baseline)
+          --reference        a data spec (toy:gmm-grid, gmm:SPEC.json, fashion-mnist:test, images:DIR, npy:FILE, …)
+                             or reference statistics saved with --save-reference (pytorch-fid's .npz
+                             statistics work for FID)
+          --features         inception-fid: the FID Inception-v3 (needs --inception-weights);
+                             classifier:fashion-mnist | classifier:mnist: the project's small CNN, trained on
+                             first use and cached; raw: the vectors themselves. Default: classifier for
+                             fashion-mnist/mnist, inception-fid for other images, raw for vectors
+          --metrics          any of fid, kid (unbiased, cubic kernel, subsets), pr (precision/recall, k-NN),
+                             mmd (unbiased MMD², RBF kernels) — default all
+          --format           text (default) or json (one JSON object on stdout)
+          --save-reference   also save the reference's features and statistics to reuse as --reference
+          --n N              use the first N samples (default all)
+          --reference-n N    use at most N reference examples, a random subset (default 10000)
+          --inception-weights  FILE.npz (or the DIFFUSION_INCEPTION_WEIGHTS environment variable)
+          --classifier-cache DIR  where classifier weights are cached (default .data/classifiers)
+          --kid-subsets S, --kid-subset-size M   KID's subsets (default 100 of 1000)
+          --k K              neighbours for precision/recall (default 3)
+          --mmd-n N          rows of each set used for MMD² (default 2000)
+          --seed S           seed of the random subsets (default 0)
+
+        Mixture references (toy:gmm-grid, gmm:SPEC.json) also print the fraction of samples within 3σ of
+        a mode, the modes covered and the mean log-likelihood under the true mixture.
+        """;
+
+    private static readonly string[] ValueOptions = ["samples", "reference", "features", "metrics", "format", "save-reference", "n", "reference-n",
+        "inception-weights", "classifier-cache", "data-dir", "kid-subsets", "kid-subset-size", "k", "mmd-n", "seed", "batch-size", "threads"];
+    private static readonly string[] SwitchOptions = ["quiet"];
+
+    public static int Run(string[] argv)
+    {
+        var a = new Args("eval", argv, ValueOptions, SwitchOptions);
+        a.NoPositionals();
+        string samplesPath = a.Require("samples", "FILE.npy|DIR");
+        string referenceArg = a.Require("reference", "DATA_SPEC|STATS.npz");
+        string format = a.Get("format") ?? "text";
+        if (format is not ("text" or "json")) throw new UsageError($"diffusion eval: --format {format}: expected text or json");
+        var metrics = (a.Get("metrics") ?? string.Join(",", EvalOptions.MetricNames)).Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        foreach (var m in metrics)
+            if (!EvalOptions.MetricNames.Contains(m)) throw new UsageError($"diffusion eval: --metrics: unknown metric '{m}'; expected any of {string.Join(",", EvalOptions.MetricNames)}");
+        if (a.Int("threads", 1) is int threads) torch.set_num_threads(threads);
+        bool quiet = a.Switch("quiet");
+        void Log(string s) { if (!quiet) Console.Error.WriteLine(s); }
+        var options = new EvalOptions
+        {
+            Metrics = metrics,
+            KidSubsets = a.Int("kid-subsets", 1) ?? 100,
+            KidSubsetSize = a.Int("kid-subset-size", 2) ?? 1000,
+            K = a.Int("k", 1) ?? 3,
+            MmdMax = a.Int("mmd-n", 2) ?? 2000,
+            Seed = a.Long("seed") ?? 0,
+        };
+        var settings = new FeatureSettings
+        {
+            DataDir = a.Get("data-dir"),
+            InceptionWeights = a.Get("inception-weights"),
+            ClassifierCache = a.Get("classifier-cache"),
+            BatchSize = a.Int("batch-size", 1) ?? 32,
+            Log = Log,
+        };
+        var sw = Stopwatch.StartNew();
+
+        // The reference: saved statistics, or data loaded from a spec.
+        bool isStats = referenceArg.EndsWith(".npz", StringComparison.OrdinalIgnoreCase) && !referenceArg.Contains(':');
+        ReferenceSet? saved = isStats ? ReferenceSet.Load(referenceArg) : null;
+        Dataset? refData = null;
+        if (saved is null)
+        {
+            int refN = a.Int("reference-n", 2) ?? 10000;
+            var all = DataSources.Load(new DataConfig { Spec = referenceArg, DataDir = settings.DataDir, ImageSize = SampleImageSize(samplesPath) ?? 32 });
+            refData = Subset(all, refN, options.Seed);
+        }
+        else if (a.Has("reference-n")) throw new UsageError("diffusion eval: --reference-n applies to a data spec, not to saved statistics");
+
+        long[]? refShape = saved?.ExampleShape ?? refData?.ExampleShape;
+        bool refIsImage = refShape is { Length: 3 };
+        string features = a.Get("features") ?? saved?.Features ?? FeatureExtractors.DefaultFor(referenceArg, refIsImage);
+        if (saved?.Features is string sf && sf != features)
+            throw new UserError($"--reference {referenceArg}: holds {sf} features, not {features}; compute a reference in {features} features from data");
+
+        using var samples = LoadSamples(samplesPath, a.Int("n", 2), refShape, settings.DataDir);
+        if (refShape is not null && features != "inception-fid" && !samples.shape.Skip(1).SequenceEqual(refShape))
+            throw new UserError($"--samples {samplesPath}: examples of shape [{string.Join(", ", samples.shape.Skip(1))}], the reference has [{string.Join(", ", refShape)}]");
+
+        using var extractor = FeatureExtractors.Create(features, settings);
+        var bar = new ProgressBar("features", !quiet);
+        ReferenceSet reference;
+        if (saved is not null) reference = saved;
+        else
+        {
+            Log($"eval: {features} features of {refData!.Count} reference examples ({referenceArg})");
+            using var rows = extractor.Extract(refData.Data, (d, t) => bar.Report(d, t));
+            bar.Finish();
+            reference = ReferenceSet.FromFeatures(features, referenceArg, rows, refData.Mixture, refData.ExampleShape);
+            if (a.Get("save-reference") is string savePath)
+            {
+                reference.Save(savePath);
+                Log($"eval: reference features and statistics → {savePath}");
+            }
+        }
+        if (saved is not null && a.Has("save-reference")) throw new UsageError("diffusion eval: --save-reference saves a reference computed from data; --reference is already saved statistics");
+
+        Log($"eval: {features} features of {samples.shape[0]} samples ({samplesPath})");
+        var bar2 = new ProgressBar("features", !quiet);
+        using var sampleFeatures = extractor.Extract(samples, (d, t) => bar2.Report(d, t));
+        bar2.Finish();
+        using var raw = samples.dim() == 2 ? samples.alias() : samples.reshape(samples.shape[0], -1);
+        var result = Evaluation.Run(features, sampleFeatures, reference, options, raw);
+        if (format == "json") Console.WriteLine(result.ToJson().ToJsonString());
+        else Console.Write(result.ToText());
+        Log($"eval: done in {sw.Elapsed.TotalSeconds:F1}s");
+        reference.Dispose();
+        refData?.Dispose();
+        return 0;
+    }
+
+    private static bool IsDataSpec(string s)
+    {
+        var (kind, _) = DataSources.Split(s);
+        return kind is "toy" or "gmm" or "fashion-mnist" or "mnist" or "images" or "npy";
+    }
+
+    /// <summary>At most n examples of the dataset: all of them, or a random subset drawn with the seed.</summary>
+    private static Dataset Subset(Dataset all, int n, long seed)
+    {
+        if (all.Count <= n) return all;
+        using var g = new Generator((ulong)seed + 1);
+        using var idx = randperm(all.Count, generator: g).narrow(0, 0, n);
+        var sub = new Dataset(all.Spec, all.Data.index_select(0, idx), all.Labels?.index_select(0, idx), all.Mixture);
+        all.Dispose();
+        return sub;
+    }
+
+    /// <summary>The side of the sample images when --samples is an .npy of images (so that images:DIR references match it).</summary>
+    private static int? SampleImageSize(string samplesPath)
+    {
+        if (!File.Exists(samplesPath) || !samplesPath.EndsWith(".npy", StringComparison.OrdinalIgnoreCase)) return null;
+        var shape = Npy.ReadShape(samplesPath);
+        return shape.Length == 4 ? (int)shape[2] : null;
+    }
+
+    /// <summary>An .npy file, a folder of .npy files (concatenated in name order) or of images (sized like the reference), or a data spec.</summary>
+    private static Tensor LoadSamples(string path, int? n, long[]? refShape, string? dataDir)
+    {
+        Tensor x;
+        if (!File.Exists(path) && !Directory.Exists(path) && IsDataSpec(path))
+        {
+            using var ds = DataSources.Load(new DataConfig { Spec = path, DataDir = dataDir, ImageSize = refShape is { Length: 3 } ? (int)refShape[1] : 32 });
+            x = ds.Data.clone();
+        }
+        else if (Directory.Exists(path))
+        {
+            var npys = Directory.GetFiles(path, "*.npy").Order(StringComparer.Ordinal).ToList();
+            if (npys.Count > 0)
+            {
+                var parts = npys.Select(Npy.Read).ToList();
+                var shape0 = parts[0].shape.Skip(1).ToArray();
+                var bad = npys.Zip(parts).FirstOrDefault(p => !p.Second.shape.Skip(1).SequenceEqual(shape0));
+                if (bad.First is not null) throw new UserError($"--samples {path}: {bad.First} has examples of shape [{string.Join(", ", bad.Second.shape.Skip(1))}], {npys[0]} [{string.Join(", ", shape0)}]");
+                x = cat(parts.Select(p => p.to_type(ScalarType.Float32)).ToList(), 0);
+                foreach (var p in parts) p.Dispose();
+            }
+            else
+            {
+                int size = refShape is { Length: 3 } ? (int)refShape[1] : 299;
+                int channels = refShape is { Length: 3 } ? (int)refShape[0] : 0;
+                using var ds = ImageFolder.Load($"--samples {path}", path, size, channels);
+                x = ds.Data.clone();
+            }
+        }
+        else
+        {
+            if (!File.Exists(path)) throw new UserError($"--samples {path}: no such file or folder");
+            using var raw = Npy.Read(path);
+            if (raw.dim() != 2 && raw.dim() != 4) throw new UserError($"--samples {path}: expected an N×D or N×C×H×W array, got shape ({string.Join(", ", raw.shape)})");
+            x = raw.to_type(ScalarType.Float32);
+        }
+        if (x.shape[0] < 2) throw new UserError($"--samples {path}: need at least two samples, got {x.shape[0]}");
+        if (n is int k && k < x.shape[0])
+        {
+            var cut = x.narrow(0, 0, k).clone();
+            x.Dispose();
+            x = cut;
+        }
+        return x;
+    }
+}

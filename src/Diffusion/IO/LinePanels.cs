@@ -1,0 +1,82 @@
+using ScottPlot;
+
+namespace Diffusion.IO;
+
+/// <summary>One named curve of a panel; an optional ±band (e.g. two standard errors) is drawn as error bars.</summary>
+public sealed record Curve(string Name, double[] X, double[] Y, double[]? Band = null);
+
+/// <summary>One panel: a title, labelled axes (either may be logarithmic), curves, and optional horizontal reference lines.</summary>
+public sealed record LinePanel(string Title, string XLabel, string YLabel, IReadOnlyList<Curve> Curves,
+                               bool LogX = false, bool LogY = false, IReadOnlyList<double>? ReferenceY = null);
+
+/// <summary>
+/// Diagnostic figures: one or more line-plot panels side by side in one PNG (ScottPlot), every axis
+/// labelled, a legend when several curves share a panel (e.g. a baseline and a remedy), log axes
+/// where asked (values ≤ 0 are left out of a log axis).
+/// </summary>
+public static class LinePanels
+{
+    public static void Save(string path, IReadOnlyList<LinePanel> panels, int panelWidth = 700, int height = 520)
+    {
+        if (panels.Count == 0) throw new ArgumentException("no panels");
+        var plots = panels.Select(Build).ToArray();
+        Image image;
+        if (plots.Length == 1) image = plots[0].GetImage(panelWidth, height);
+        else
+        {
+            var mp = new Multiplot();
+            var initial = mp.GetPlot(0);   // a new Multiplot starts with one empty plot
+            foreach (var p in plots) mp.AddPlot(p);
+            mp.RemovePlot(initial);
+            mp.Layout = new ScottPlot.MultiplotLayouts.Columns();
+            image = mp.Render(panelWidth * plots.Length, height);
+        }
+        var bytes = image.GetImageBytes(ImageFormat.Png);
+        Util.AtomicFile.Write(path, s => s.Write(bytes, 0, bytes.Length));
+    }
+
+    private static Plot Build(LinePanel panel)
+    {
+        var plt = new Plot();
+        int shown = 0;
+        foreach (var c in panel.Curves)
+        {
+            var keep = Enumerable.Range(0, c.X.Length)
+                .Where(i => double.IsFinite(c.X[i]) && double.IsFinite(c.Y[i]) && (!panel.LogX || c.X[i] > 0) && (!panel.LogY || c.Y[i] > 0)).ToArray();
+            if (keep.Length == 0) continue;
+            double[] xs = keep.Select(i => panel.LogX ? Math.Log10(c.X[i]) : c.X[i]).ToArray();
+            double[] ys = keep.Select(i => panel.LogY ? Math.Log10(c.Y[i]) : c.Y[i]).ToArray();
+            var sc = plt.Add.Scatter(xs, ys);
+            sc.LegendText = c.Name;
+            sc.MarkerSize = keep.Length <= 40 ? 5 : 0;
+            sc.LineWidth = 1.5f;
+            if (c.Band is not null && !panel.LogY)
+            {
+                var eb = plt.Add.ErrorBar(xs, ys, keep.Select(i => c.Band[i]).ToArray());
+                eb.Color = sc.Color;
+            }
+            shown++;
+        }
+        foreach (var y in panel.ReferenceY ?? [])
+        {
+            var line = plt.Add.HorizontalLine(panel.LogY ? Math.Log10(y) : y);
+            line.Color = Colors.Gray;
+            line.LinePattern = LinePattern.Dashed;
+            line.LineWidth = 1;
+        }
+        if (panel.LogX) plt.Axes.Bottom.TickGenerator = LogTicks();
+        if (panel.LogY) plt.Axes.Left.TickGenerator = LogTicks();
+        plt.Title(panel.Title);
+        plt.XLabel(panel.LogX ? panel.XLabel + " (log scale)" : panel.XLabel);
+        plt.YLabel(panel.LogY ? panel.YLabel + " (log scale)" : panel.YLabel);
+        if (shown > 1) plt.ShowLegend();
+        return plt;
+    }
+
+    private static ScottPlot.TickGenerators.NumericAutomatic LogTicks() => new()
+    {
+        LabelFormatter = v => Math.Pow(10, v).ToString("G6", System.Globalization.CultureInfo.InvariantCulture),
+        MinorTickGenerator = new ScottPlot.TickGenerators.LogMinorTickGenerator(),
+        IntegerTicksOnly = true,
+    };
+}

@@ -1,0 +1,117 @@
+using System.Text.Json.Nodes;
+using Diffusion.Data;
+using static TorchSharp.torch;
+
+namespace Diffusion.Tests;
+
+/// <summary>diffusion eval and diffusion diagnose, run as a user runs them.</summary>
+public class EvalCliTests
+{
+    private static (int Code, string Out, string Err) Run(params string[] args) => CliTests.Run(args);
+    private static void AssertOneLineError((int Code, string Out, string Err) r, string contains) => CliTests.AssertOneLineError(r, contains);
+
+    private const string SmallMixtureJson = """{"weights":[0.5,0.3,0.2], "means":[[-1,0.5],[1,1],[0.5,-1.2]], "stds":[0.3,0.2,0.4], "schedule":{"name":"linear","T":1000}}""";
+
+    [Fact]
+    public void Eval_scores_samples_in_json_and_text_and_reuses_saved_statistics()
+    {
+        var dir = TestUtil.TempDir("cli-eval");
+        var spec = Path.Combine(dir, "spec.json");
+        File.WriteAllText(spec, SmallMixtureJson);
+        var samples = Path.Combine(dir, "s.npy");
+        var r = Run("sample", "--model", $"gmm:{spec}", "--sampler", "ddim", "--steps", "50", "--n", "600", "--out", samples, "--quiet");
+        Assert.True(r.Code == 0, r.Err);
+
+        var stats = Path.Combine(dir, "ref.npz");
+        string[] common = ["--kid-subsets", "20", "--kid-subset-size", "300", "--mmd-n", "300", "--reference-n", "2000", "--quiet"];
+        r = Run(["eval", "--samples", samples, "--reference", $"gmm:{spec}?n=2000&seed=5", "--format", "json", "--save-reference", stats, .. common]);
+        Assert.True(r.Code == 0, r.Err);
+        var lines = r.Out.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Single(lines);
+        var j = JsonNode.Parse(lines[0])!.AsObject();
+        Assert.Equal("raw", (string)j["features"]!);
+        Assert.Equal(600, (int)j["n"]!);
+        Assert.Equal(2000, (int)j["reference_n"]!);
+        double fid = (double)j["fid"]!;
+        // Samples of the exact model against its own mixture: every score says "the same distribution".
+        Assert.True(fid >= 0 && fid < 0.05, $"fid {fid}");
+        Assert.True(Math.Abs((double)j["kid"]!) < 3 * (double)j["kid_std"]! + 1e-3, j.ToJsonString());
+        Assert.True((double)j["precision"]! > 0.8 && (double)j["recall"]! > 0.8, j.ToJsonString());
+        Assert.Equal(3, (int)j["mixture_modes"]!);
+        Assert.True((double)j["mixture_within_3sigma"]! > 0.9);
+
+        // The saved statistics give the same FID without the data; text output names the features and counts.
+        r = Run(["eval", "--samples", samples, "--reference", stats, "--metrics", "fid,kid", .. common.Where(c => c != "--reference-n" && c != "2000")]);
+        Assert.True(r.Code == 0, r.Err);
+        Assert.Contains("[raw, n=600 vs 2000]", r.Out);
+        var fidLine = r.Out.Split('\n').Single(l => l.StartsWith("fid"));
+        Assert.Equal(fid, double.Parse(fidLine.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], System.Globalization.CultureInfo.InvariantCulture), 5);
+        Assert.DoesNotContain("precision", r.Out);
+
+        // A statistics file with only mu and sigma (like pytorch-fid's) supports FID only.
+        var muSigma = Path.Combine(dir, "mu-sigma.npz");
+        using (var mu = zeros(2, dtype: ScalarType.Float64)) using (var sigma = eye(2, dtype: ScalarType.Float64)) Npz.Write(muSigma, [("mu", mu), ("sigma", sigma)]);
+        r = Run("eval", "--samples", samples, "--reference", muSigma, "--metrics", "fid", "--features", "raw", "--quiet");
+        Assert.True(r.Code == 0, r.Err);
+        AssertOneLineError(Run("eval", "--samples", samples, "--reference", muSigma, "--metrics", "fid,kid", "--features", "raw", "--quiet"), "holds only mu and sigma");
+    }
+
+    [Fact]
+    public void Eval_errors_are_one_line()
+    {
+        var dir = TestUtil.TempDir("cli-eval-err");
+        var samples = Path.Combine(dir, "s.npy");
+        using (var x = randn(10, 2)) Npy.Write(samples, x);
+        AssertOneLineError(Run("eval", "--reference", "toy:moons"), "--samples FILE.npy|DIR is required");
+        AssertOneLineError(Run("eval", "--samples", samples, "--reference", "toy:moons", "--metrics", "fid,is"), "unknown metric 'is'");
+        AssertOneLineError(Run("eval", "--samples", samples, "--reference", "toy:moons", "--format", "xml"), "expected text or json");
+        AssertOneLineError(Run("eval", "--samples", Path.Combine(dir, "none.npy"), "--reference", "toy:moons"), "no such file or folder");
+        AssertOneLineError(Run("eval", "--samples", samples, "--reference", "toy:moons", "--features", "pixels"), "unknown feature extractor");
+        AssertOneLineError(Run("eval", "--samples", samples, "--reference", "toy:moons", "--features", "classifier:toy"), "expected one of classifier:fashion-mnist, classifier:mnist");
+        using (var img = zeros(4, 3, 8, 8)) Npy.Write(Path.Combine(dir, "img.npy"), img);
+        var psi = Run("eval", "--samples", Path.Combine(dir, "img.npy"), "--reference", $"npy:{Path.Combine(dir, "img.npy")}", "--features", "inception-fid");
+        AssertOneLineError(psi, "--inception-weights");
+        using (var one = randn(1, 2)) Npy.Write(Path.Combine(dir, "one.npy"), one);
+        AssertOneLineError(Run("eval", "--samples", Path.Combine(dir, "one.npy"), "--reference", "toy:gmm-grid?n=100"), "need at least two samples");
+        using (var three = randn(10, 3)) Npy.Write(Path.Combine(dir, "three.npy"), three);
+        AssertOneLineError(Run("eval", "--samples", Path.Combine(dir, "three.npy"), "--reference", "toy:moons?n=100"), "the reference has [2]");
+    }
+
+    [Fact]
+    public void Diagnose_overlays_a_trained_checkpoint_and_the_exact_model()
+    {
+        var dir = TestUtil.TempDir("cli-diagnose");
+        var spec = Path.Combine(dir, "spec.json");
+        File.WriteAllText(spec, SmallMixtureJson);
+        var run = Path.Combine(dir, "mlp");
+        var r = Run("train", "--data", $"gmm:{spec}?n=4000", "--steps", "40", "--out", run, "--quiet",
+                    "--set", "model.hidden=32", "--set", "train.batch-size=64", "--set", "sample.n=16", "--set", "sample.steps=5");
+        Assert.True(r.Code == 0, r.Err);
+
+        var outDir = Path.Combine(dir, "lip");
+        r = Run("diagnose", "lipschitz", "--checkpoint", run, "--model", $"gmm:{spec}", "--label", "tiny MLP", "--label", "exact",
+                "--n", "100", "--grid-points", "8", "--out", outDir);
+        Assert.True(r.Code == 0, r.Err);
+        var csv = File.ReadAllLines(Path.Combine(outDir, "lipschitz.csv"));
+        Assert.Equal("label,t,delta,K,K_se", csv[0]);
+        Assert.Contains(csv, l => l.StartsWith("tiny MLP,1,1,"));
+        Assert.Contains(csv, l => l.StartsWith("exact,999,1,"));
+        var json = JsonNode.Parse(File.ReadAllText(Path.Combine(outDir, "lipschitz.json")))!;
+        Assert.Equal(2, json["models"]!.AsArray().Count);
+        Assert.True(new FileInfo(Path.Combine(outDir, "lipschitz.png")).Length > 5000);
+
+        // mixture-steps on the checkpoint: its data spec names the mixture, so the scores are known.
+        var ms = Path.Combine(dir, "ms");
+        r = Run("diagnose", "mixture-steps", "--checkpoint", run, "--n", "200", "--mixture-steps", "50,5", "--out", ms);
+        Assert.True(r.Code == 0, r.Err);
+        var rows = File.ReadAllLines(Path.Combine(ms, "mixture-steps.csv"));
+        Assert.Equal(["label,steps,within_3sigma,modes_covered,modes,log_likelihood", "mlp,50", "mlp,5"], rows.Select(l => string.Join(",", l.Split(',').Take(l.StartsWith("label") ? 6 : 2))));
+
+        AssertOneLineError(Run("diagnose", "--model", $"gmm:{spec}"), "expected one diagnostic name");
+        AssertOneLineError(Run("diagnose", "x0-bias"), "give at least one --checkpoint");
+        AssertOneLineError(Run("diagnose", "x0-bias", "--model", $"gmm:{spec}", "--model", $"gmm:{spec}"), "two models are labelled");
+        AssertOneLineError(Run("diagnose", "x0-bias", "--model", $"gmm:{spec}", "--label", "a", "--label", "b"), "2 --label for 1 models");
+        AssertOneLineError(Run("diagnose", "x0-bias", "--model", $"gmm:{spec}", "--delta", "2"), "--delta applies to lipschitz only");
+        AssertOneLineError(Run("diagnose", "mixture-steps", "--checkpoint", Path.Combine(dir, "none")), "no such file or run folder");
+    }
+}
