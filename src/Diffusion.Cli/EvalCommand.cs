@@ -35,7 +35,8 @@ public static class EvalCommand
                              mmd (unbiased MMD², RBF kernels) — default all
           --format           text (default) or json (one JSON object on stdout)
           --save-reference   also save the reference's features and statistics to reuse as --reference
-          --n N              use the first N samples (default all)
+          --n N              use the first N samples (default all); of a data spec, a random
+                             subset of N drawn with --seed (data files may be sorted by class)
           --reference-n N    use at most N reference examples, a random subset (default 10000)
           --inception-weights  FILE.npz (or the DIFFUSION_INCEPTION_WEIGHTS environment variable)
           --classifier-cache DIR  where classifier weights are cached (default .data/classifiers)
@@ -103,7 +104,7 @@ public static class EvalCommand
         if (saved?.Features is string sf && sf != features)
             throw new UserError($"--reference {referenceArg}: holds {sf} features, not {features}; compute a reference in {features} features from data");
 
-        using var samples = LoadSamples(samplesPath, a.Int("n", 2), refShape, settings.DataDir);
+        using var samples = LoadSamples(samplesPath, a.Int("n", 2), refShape, settings.DataDir, options.Seed);
         if (refShape is not null && features != "inception-fid" && !samples.shape.Skip(1).SequenceEqual(refShape))
             throw new UserError($"--samples {samplesPath}: examples of shape [{string.Join(", ", samples.shape.Skip(1))}], the reference has [{string.Join(", ", refShape)}]");
 
@@ -165,12 +166,15 @@ public static class EvalCommand
     }
 
     /// <summary>An .npy file, a folder of .npy files (concatenated in name order) or of images (sized like the reference), or a data spec.</summary>
-    private static Tensor LoadSamples(string path, int? n, long[]? refShape, string? dataDir)
+    private static Tensor LoadSamples(string path, int? n, long[]? refShape, string? dataDir, long seed)
     {
         Tensor x;
         if (!File.Exists(path) && !Directory.Exists(path) && IsDataSpec(path))
         {
-            using var ds = DataSources.Load(new DataConfig { Spec = path, DataDir = dataDir, ImageSize = refShape is { Length: 3 } ? (int)refShape[1] : 32 });
+            // A random subset, not the first N: mnist's digits, for one, come sorted by class. Its stream
+            // (seed + 1) differs from the reference subset's, so one spec on both sides gives two draws.
+            var all = DataSources.Load(new DataConfig { Spec = path, DataDir = dataDir, ImageSize = refShape is { Length: 3 } ? (int)refShape[1] : 32 });
+            using var ds = n is int m ? Subset(all, m, seed + 1) : all;
             x = ds.Data.clone();
         }
         else if (Directory.Exists(path))

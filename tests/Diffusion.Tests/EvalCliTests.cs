@@ -57,6 +57,25 @@ public class EvalCliTests
     }
 
     [Fact]
+    public void Eval_n_of_a_data_spec_is_a_random_subset_not_the_first_rows()
+    {
+        // Data sorted by class (like mnist's digits): 500 rows near (−5, 0), then 500 near (5, 0).
+        var dir = TestUtil.TempDir("cli-eval-subset");
+        var file = Path.Combine(dir, "sorted.npy");
+        using (var g = new Generator(3))
+        using (var noise = randn([1000, 2], generator: g).mul(0.3))
+        using (var centres = cat([full(500, 1, -5.0), full(500, 1, 5.0)], 0))
+        using (var x = noise.add(cat([centres, zeros(1000, 1)], 1)).to_type(ScalarType.Float32)) Npy.Write(file, x);
+
+        var r = Run("eval", "--samples", $"npy:{file}", "--n", "200", "--reference", $"npy:{file}", "--metrics", "fid", "--format", "json", "--quiet");
+        Assert.True(r.Code == 0, r.Err);
+        var j = JsonNode.Parse(r.Out.Trim())!.AsObject();
+        Assert.Equal(200, (int)j["n"]!);
+        // The first 200 rows would all sit at (−5, 0): a mean shift of 5 alone gives FID ≥ 25.
+        Assert.True((double)j["fid"]! < 1.0, j.ToJsonString());
+    }
+
+    [Fact]
     public void Eval_errors_are_one_line()
     {
         var dir = TestUtil.TempDir("cli-eval-err");
