@@ -47,7 +47,10 @@ public static class LinePanels
             double[] xs = keep.Select(i => panel.LogX ? Math.Log10(c.X[i]) : c.X[i]).ToArray();
             double[] ys = keep.Select(i => panel.LogY ? Math.Log10(c.Y[i]) : c.Y[i]).ToArray();
             var sc = plt.Add.Scatter(xs, ys);
-            sc.LegendText = c.Name;
+            // A log axis cannot show zeros or negative values: say how many points were left out
+            // rather than let a curve that is exactly 0 (E-TSDM's K inside an interval) vanish silently.
+            int hidden = Enumerable.Range(0, c.X.Length).Count(i => double.IsFinite(c.X[i]) && double.IsFinite(c.Y[i])) - keep.Length;
+            sc.LegendText = hidden == 0 ? c.Name : $"{c.Name} ({hidden} point{(hidden == 1 ? "" : "s")} ≤ 0 not drawn)";
             sc.MarkerSize = keep.Length <= 40 ? 5 : 0;
             sc.LineWidth = 1.5f;
             if (c.Band is not null && !panel.LogY)
