@@ -34,56 +34,10 @@ public static class ErrorPropagation
             using var scope = NewDisposeScope();
             double ab = m.Schedule.AlphasCumprod[t];
             var fwd = x0 * Math.Sqrt(ab) + randn(x0.shape, generator: gen) * Math.Sqrt(1 - ab);
-            var (mmd, q95, p) = WithNull(chain, fwd, permutations, gen);
+            var (mmd, q95, p) = Mmd.PermutationNull(chain, fwd, permutations, gen);
             rows.Add(new Row(t, mmd, q95, p));
         }
         return new Result(m.Label, m.HeldOutSource, rows);
-    }
-
-    /// <summary>
-    /// Unbiased MMD² of x and y, the 95th percentile of its permutation distribution and the permutation
-    /// p-value. The pooled kernel matrix is computed once (its bandwidth depends only on the pooled set, so
-    /// it is the same for every relabelling); each permutation re-sums its blocks.
-    /// </summary>
-    public static (double Mmd2, double Null95, double PValue) WithNull(Tensor x, Tensor y, int permutations, Generator gen)
-    {
-        using var scope = NewDisposeScope();
-        var a = x.reshape(x.shape[0], -1).to_type(ScalarType.Float64);
-        var b = y.reshape(y.shape[0], -1).to_type(ScalarType.Float64);
-        long n = a.shape[0], m = b.shape[0], p = n + m;
-        var pooled = cat([a, b], 0);
-        var d2 = Mmd.SquaredDistances(pooled, pooled);
-        double bw = Math.Max(d2.sum().item<double>() / (p * (p - 1)), 1e-12);
-        var k = zeros_like(d2);
-        foreach (var c in Mmd.DefaultMultipliers) k.add_(d2.div(-bw * c).exp_());
-        k.diagonal().fill_(0.0);   // the unbiased estimator leaves the diagonals out (diagonal() is a view)
-        var all = arange(p);
-        double observed = Unbiased(k, all.narrow(0, 0, n), all.narrow(0, n, m));
-        var values = new double[permutations];
-        int atLeast = 0;
-        for (int i = 0; i < permutations; i++)
-        {
-            using var inner = NewDisposeScope();
-            var perm = randperm(p, generator: gen);
-            values[i] = Unbiased(k, perm.narrow(0, 0, n), perm.narrow(0, n, m));
-            if (values[i] >= observed) atLeast++;
-        }
-        Array.Sort(values);
-        double q95 = permutations > 0 ? values[Math.Min(permutations - 1, (int)Math.Ceiling(0.95 * permutations) - 1)] : double.NaN;
-        return (observed, q95, (atLeast + 1.0) / (permutations + 1.0));
-    }
-
-    // k has a zero diagonal: the block sums are the off-diagonal sums of the unbiased estimator.
-    private static double Unbiased(Tensor k, Tensor ia, Tensor ib)
-    {
-        using var scope = NewDisposeScope();
-        long n = ia.shape[0], m = ib.shape[0];
-        var rowsA = k.index_select(0, ia);
-        var rowsB = k.index_select(0, ib);
-        double kxx = rowsA.index_select(1, ia).sum().item<double>() / (n * (n - 1.0));
-        double kyy = rowsB.index_select(1, ib).sum().item<double>() / (m * (m - 1.0));
-        double kxy = rowsA.index_select(1, ib).sum().item<double>() / (n * (double)m);
-        return kxx + kyy - 2 * kxy;
     }
 
     public static void Write(string dir, IReadOnlyList<Result> results, DiagnosticSettings s, int permutations)
