@@ -271,11 +271,7 @@ public class DpmSolverTests
         using var xT = randn([64, 2], dtype: ScalarType.Float64);
         foreach (var method in DpmSolver.Methods)
         {
-            var solver = new DpmSolver(Linear, 12, 3, "dpmsolver++", method, denoiseToZero: true);
-            solver.Sample(den, xT, null).Dispose();
-            long before = DisposeScopeManager.Statistics.ThreadTotalLiveCount;
-            for (int i = 0; i < 3; i++) solver.Sample(den, xT, null).Dispose();
-            Assert.Equal(before, DisposeScopeManager.Statistics.ThreadTotalLiveCount);
+            TestUtil.AssertSamplingLeaksNothing(new DpmSolver(Linear, 12, 3, "dpmsolver++", method, denoiseToZero: true), den, xT);
         }
     }
 

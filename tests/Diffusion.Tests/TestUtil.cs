@@ -1,5 +1,6 @@
 using Diffusion.Models;
 using Diffusion.Schedules;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace Diffusion.Tests;
@@ -33,6 +34,15 @@ internal static class TestUtil
                 for (int j = 0; j < d; j++)
                     cov[i, j] += g.Weights[k] * ((g.Means[k][i] - mean[i]) * (g.Means[k][j] - mean[j]) + (i == j ? g.Stds[k] * g.Stds[k] : 0));
         return (mean, cov);
+    }
+
+    /// <summary>Repeated sampling leaves no tensor alive: the live count after three runs equals the one after a warm-up run.</summary>
+    public static void AssertSamplingLeaksNothing(Diffusion.Sampling.ISampler sampler, IDenoiser denoiser, Tensor xT)
+    {
+        sampler.Sample(denoiser, xT, null).Dispose();
+        long before = DisposeScopeManager.Statistics.ThreadTotalLiveCount;
+        for (int i = 0; i < 3; i++) sampler.Sample(denoiser, xT, null).Dispose();
+        Assert.Equal(before, DisposeScopeManager.Statistics.ThreadTotalLiveCount);
     }
 
     public static double[] Row(Tensor t) => t.to_type(ScalarType.Float64).cpu().data<double>().ToArray();

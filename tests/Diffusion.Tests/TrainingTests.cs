@@ -138,10 +138,7 @@ public class TrainingTests
         var den = new GaussianMixtureDenoiser(g, s);
         using var xT = randn([256, 2], dtype: ScalarType.Float64);
         var sampler = new DdpmSampler(s, Enumerable.Range(0, 200).ToArray(), false, false);
-        sampler.Sample(den, xT, null).Dispose();
-        long before = DisposeScopeManager.Statistics.ThreadTotalLiveCount;
-        for (int i = 0; i < 3; i++) sampler.Sample(den, xT, null).Dispose();
-        Assert.Equal(before, DisposeScopeManager.Statistics.ThreadTotalLiveCount);
+        TestUtil.AssertSamplingLeaksNothing(sampler, den, xT);
     }
 
     [Fact]
