@@ -36,13 +36,14 @@ torch.set_num_threads(2);
 
 var variants = new (string Name, string[] Sets)[]
 {
+    // The same defaults as diffusion train --remedy NAME.
     ("baseline", []),
-    ("input perturbation (γ = 0.1)", ["perturbation.gamma=0.1"]),
-    ("debiased weighting", ["loss.weighting=debiased"]),
-    ("E-TSDM (n = 5, t̃ = 100)", ["time-sharing.intervals=5"]),
-    ("consistency (λ = 1, L = 5)", ["consistency.weight=1"]),
-    ("SMD (latent 16)", ["smd.enabled=true"]),
-    ("all five", ["perturbation.gamma=0.1", "loss.weighting=debiased", "time-sharing.intervals=5", "consistency.weight=1", "smd.enabled=true"]),
+    ("input perturbation (γ = 0.1)", RunConfig.RemedyPresets["input-perturbation"]),
+    ("debiased weighting", RunConfig.RemedyPresets["debiased"]),
+    ("E-TSDM (n = 5, t̃ = 100)", RunConfig.RemedyPresets["time-sharing"]),
+    ("consistency (λ = 1, L = 5)", RunConfig.RemedyPresets["consistency"]),
+    ("SMD (latent 16)", RunConfig.RemedyPresets["smd"]),
+    ("all five", RunConfig.RemedyPresets.Values.SelectMany(s => s).ToArray()),
 };
 int[] sampleSteps = [10, 1000];
 const int MinPerMode = 5;

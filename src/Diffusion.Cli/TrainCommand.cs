@@ -42,16 +42,6 @@ public static class TrainCommand
 
     private static readonly string[] ValueOptions = ["config", "set", "remedy", "data", "data-dir", "steps", "seed", "out", "threads"];
 
-    /// <summary>The --set assignments each remedy name stands for (METHODS.md defaults).</summary>
-    public static readonly IReadOnlyDictionary<string, string[]> Remedies = new Dictionary<string, string[]>
-    {
-        ["input-perturbation"] = ["perturbation.gamma=0.1"],
-        ["debiased"] = ["loss.weighting=debiased"],
-        ["time-sharing"] = ["time-sharing.intervals=5"],
-        ["consistency"] = ["consistency.weight=1"],
-        ["smd"] = ["smd.enabled=true"],
-    };
-
     private static readonly Dictionary<string, string> RemedyAliases = new()
     {
         ["ip"] = "input-perturbation", ["debiased-weighting"] = "debiased", ["etsdm"] = "time-sharing", ["e-tsdm"] = "time-sharing",
@@ -175,11 +165,11 @@ public static class TrainCommand
             foreach (var raw in list.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
             {
                 string name = RemedyAliases.GetValueOrDefault(raw, raw);
-                var names = name == "all" ? Remedies.Keys.ToArray() : [name];
+                var names = name == "all" ? RunConfig.RemedyPresets.Keys.ToArray() : [name];
                 foreach (var n in names)
                 {
-                    if (!Remedies.TryGetValue(n, out var sets))
-                        throw new UsageError($"diffusion train: --remedy {raw}: expected one of {string.Join(", ", Remedies.Keys)}, all");
+                    if (!RunConfig.RemedyPresets.TryGetValue(n, out var sets))
+                        throw new UsageError($"diffusion train: --remedy {raw}: expected one of {string.Join(", ", RunConfig.RemedyPresets.Keys)}, all");
                     foreach (var set in sets) ConfigLoader.ApplySet(tree, set);
                 }
             }

@@ -42,6 +42,19 @@ public sealed class RunConfig
         Smd.Validate(Model.Type);
     }
 
+    /// <summary>
+    /// Each remedy's name (as <c>diffusion train --remedy</c> takes it) and the <c>--set</c> assignments that
+    /// switch it on with its METHODS.md defaults.
+    /// </summary>
+    public static readonly IReadOnlyDictionary<string, string[]> RemedyPresets = new Dictionary<string, string[]>
+    {
+        ["input-perturbation"] = ["perturbation.gamma=0.1"],
+        ["debiased"] = ["loss.weighting=debiased"],
+        ["time-sharing"] = ["time-sharing.intervals=5"],
+        ["consistency"] = ["consistency.weight=1"],
+        ["smd"] = ["smd.enabled=true"],
+    };
+
     /// <summary>The remedies switched on, by name (empty for the baseline).</summary>
     public IReadOnlyList<string> ActiveRemedies()
     {
