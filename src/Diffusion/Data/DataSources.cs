@@ -112,7 +112,8 @@ public static class DataSources
         return kind is "fashion-mnist" or "mnist" or "images";
     }
 
-    private static (string Name, Dictionary<string, string> Options) Options(string arg)
+    /// <summary>"name?key=value&amp;…" (the part after "kind:") → (name, options in their order).</summary>
+    public static (string Name, Dictionary<string, string> Options) Options(string arg)
     {
         var d = new Dictionary<string, string>();
         int q = arg.IndexOf('?');

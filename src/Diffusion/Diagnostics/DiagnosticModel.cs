@@ -107,11 +107,9 @@ public sealed class DiagnosticModel : IDisposable
             case "toy":
             case "gmm":
             {
-                int q = arg.IndexOf('?');
-                string name = q < 0 ? arg : arg[..q];
-                var opts = (q < 0 ? "" : arg[(q + 1)..]).Split('&', StringSplitOptions.RemoveEmptyEntries).Where(kv => !kv.StartsWith("seed=", StringComparison.Ordinal)).ToList();
-                opts.Add("seed=9001");
-                return $"{kind}:{name}?{string.Join('&', opts)}";
+                var (name, opts) = DataSources.Options(arg);
+                opts.Remove("seed");
+                return $"{kind}:{name}?{string.Join('&', opts.Select(kv => $"{kv.Key}={kv.Value}").Append("seed=9001"))}";
             }
             default:
                 return trainSpec; // mnist, images:, npy: have no held-out split: the training data itself
@@ -121,8 +119,10 @@ public sealed class DiagnosticModel : IDisposable
     private static GaussianMixture? MixtureOf(string spec)
     {
         var (kind, arg) = DataSources.Split(spec);
-        if (kind == "gmm") return GaussianMixture.Load(arg.Split('?')[0]).Mixture;
-        if (kind == "toy" && arg.Split('?')[0] == "gmm-grid")
+        if (kind is not ("gmm" or "toy")) return null;
+        string name = DataSources.Options(arg).Name;
+        if (kind == "gmm") return GaussianMixture.Load(name).Mixture;
+        if (kind == "toy" && name == "gmm-grid")
         {
             using var ds = DataSources.Load(new DataConfig { Spec = spec.Contains('?') ? spec + "&n=1" : spec + "?n=1" });
             return ds.Mixture;
