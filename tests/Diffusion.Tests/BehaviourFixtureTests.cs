@@ -1,0 +1,160 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Diffusion.Config;
+using Diffusion.Models;
+using Diffusion.Sampling;
+using Diffusion.Schedules;
+using Diffusion.Training;
+using static TorchSharp.torch;
+
+namespace Diffusion.Tests;
+
+/// <summary>
+/// Behaviour pinned across refactors: the outputs of every sampler on the exact mixture (float64) and the
+/// per-step training losses of every remedy on toy:gmm-grid were recorded once (Fixtures/behaviour.json,
+/// written by running this class with DIFFUSION_RECORD_BEHAVIOUR=1) and must be reproduced. Values are
+/// compared bit for bit unless a case names a tolerance (see <see cref="Tolerance"/>).
+/// </summary>
+public class BehaviourFixtureTests
+{
+    private const string FixtureName = "behaviour.json";
+
+    /// <summary>
+    /// Cases whose arithmetic legitimately changed since the recording, with the largest absolute difference
+    /// allowed. Empty when every value must match bit for bit.
+    /// </summary>
+    private static readonly Dictionary<string, double> Tolerance = new();
+
+    private static readonly NoiseSchedule Linear = NoiseSchedule.Linear(1000);
+    private static readonly NoiseSchedule Cosine = NoiseSchedule.Cosine(1000);
+
+    private static Tensor InitialNoise(int n = 64) => randn([n, 2], dtype: ScalarType.Float64, generator: new Generator(20261202));
+
+    private static double[] Run(ISampler sampler, IDenoiser denoiser, long seed = 5)
+    {
+        using var scope = NewDisposeScope();
+        using var gen = new Generator((ulong)seed);
+        var x = sampler.Sample(denoiser, InitialNoise(), gen);
+        return TestUtil.Row(x);
+    }
+
+    private static ISampler Create(SampleConfig c, NoiseSchedule s) => Samplers.Create(c, s, clipDefault: false);
+
+    /// <summary>Every sampler case: name → its output (flattened).</summary>
+    public static IEnumerable<(string Name, Func<double[]> Output)> SamplerCases()
+    {
+        var g = TestUtil.SmallMixture();
+        IDenoiser Exact(NoiseSchedule s) => new GaussianMixtureDenoiser(g, s);
+        IDenoiser Shared(NoiseSchedule s) => new TimeSharedDenoiser(Exact(s), new TimeSharing(5, 100));
+
+        yield return ("ddpm-1000", () => Run(Create(new SampleConfig { Sampler = "ddpm", Steps = 1000 }, Linear), Exact(Linear)));
+        yield return ("ddpm-50-uniform-small", () => Run(Create(new SampleConfig { Sampler = "ddpm", Steps = 50 }, Linear), Exact(Linear)));
+        yield return ("ddpm-40-stride-large", () => Run(Create(new SampleConfig { Sampler = "ddpm", Steps = 40, Spacing = "ddim-stride", Variance = "fixed-large" }, Linear), Exact(Linear)));
+        yield return ("ddpm-25-quadratic", () => Run(Create(new SampleConfig { Sampler = "ddpm", Steps = 25, Spacing = "quadratic" }, Linear), Exact(Linear)));
+        yield return ("ddpm-30-cosine", () => Run(Create(new SampleConfig { Sampler = "ddpm", Steps = 30 }, Cosine), Exact(Cosine)));
+        yield return ("ddim-50", () => Run(Create(new SampleConfig { Sampler = "ddim", Steps = 50 }, Linear), Exact(Linear)));
+        yield return ("ddim-20-stride", () => Run(Create(new SampleConfig { Sampler = "ddim", Steps = 20, Spacing = "ddim-stride" }, Linear), Exact(Linear)));
+        yield return ("ddim-20-eta0.5", () => Run(Create(new SampleConfig { Sampler = "ddim", Steps = 20, Eta = 0.5 }, Linear), Exact(Linear)));
+        yield return ("ddim-15-cosine-clip", () => Run(Create(new SampleConfig { Sampler = "ddim", Steps = 15, ClipDenoised = true }, Cosine), Exact(Cosine)));
+        foreach (var algorithm in new[] { "dpmsolver", "dpmsolver++" })
+            foreach (var method in new[] { "singlestep", "multistep" })
+                foreach (int order in new[] { 1, 2, 3 })
+                    foreach (var skip in ContinuousSpacing.Names)
+                    {
+                        var c = new SampleConfig { Sampler = "dpm-solver", Steps = 12, Algorithm = algorithm, Method = method, Order = order, Skip = skip };
+                        yield return ($"dpm-{algorithm}-{method}-{order}-{skip}-12", () => Run(Create(c, Linear), Exact(Linear)));
+                    }
+        yield return ("dpm-++-3M-8-no-lof-denoise", () => Run(Create(new SampleConfig { Sampler = "dpm-solver", Steps = 8, Order = 3, LowerOrderFinal = false, DenoiseToZero = true }, Linear), Exact(Linear)));
+        yield return ("dpm-++-2M-10-cosine-clip", () => Run(Create(new SampleConfig { Sampler = "dpm-solver", Steps = 10, ClipDenoised = true }, Cosine), Exact(Cosine)));
+        yield return ("dpm-3M-reference-20", () => Run(new DpmSolver(Linear, 20, 3, "dpmsolver", "multistep") { ReferenceThirdOrderMultistep = true }, Exact(Linear)));
+        yield return ("eps-scale-ddim-20", () => Run(Create(new SampleConfig { Sampler = "ddim", Steps = 20, EpsScaleB = 1.01, EpsScaleK = 1e-5 }, Linear), Exact(Linear)));
+        yield return ("eps-scale-ddpm-50", () => Run(Create(new SampleConfig { Sampler = "ddpm", Steps = 50, EpsScaleB = 1.008 }, Linear), Exact(Linear)));
+        yield return ("eps-scale-dpm-++-2M-10", () => Run(Create(new SampleConfig { Sampler = "dpm-solver", Steps = 10, EpsScaleB = 1.012 }, Linear), Exact(Linear)));
+        yield return ("etsdm-ddim-50", () => Run(Create(new SampleConfig { Sampler = "ddim", Steps = 50 }, Linear), Shared(Linear)));
+        yield return ("etsdm-ddpm-100", () => Run(Create(new SampleConfig { Sampler = "ddpm", Steps = 100 }, Linear), Shared(Linear)));
+        yield return ("etsdm-dpm-++-3M-15", () => Run(Create(new SampleConfig { Sampler = "dpm-solver", Steps = 15, Order = 3 }, Linear), Shared(Linear)));
+        yield return ("etsdm-dpm-singlestep-3-12", () => Run(Create(new SampleConfig { Sampler = "dpm-solver", Steps = 12, Order = 3, Algorithm = "dpmsolver", Method = "singlestep", Skip = "logSNR" }, Linear), Shared(Linear)));
+        yield return ("etsdm-eps-scale-ddim-20", () => Run(Create(new SampleConfig { Sampler = "ddim", Steps = 20, EpsScaleB = 1.01 }, Linear), Shared(Linear)));
+    }
+
+    /// <summary>The remedy settings of the training cases (applied with --set to a small toy config).</summary>
+    public static readonly (string Name, string[] Sets)[] TrainingCases =
+    [
+        ("baseline", []),
+        ("input-perturbation", ["perturbation.gamma=0.1"]),
+        ("debiased", ["loss.weighting=debiased"]),
+        ("p2", ["loss.weighting=p2"]),
+        ("min-snr-v", ["loss.weighting=min-snr", "model.prediction=v"]),
+        ("snr-x0", ["loss.weighting=snr", "model.prediction=x0"]),
+        ("time-sharing", ["time-sharing.intervals=5"]),
+        ("consistency", ["consistency.weight=1"]),
+        ("smd", ["smd.enabled=true"]),
+        ("all", ["perturbation.gamma=0.1", "loss.weighting=debiased", "time-sharing.intervals=5", "consistency.weight=1", "smd.enabled=true"]),
+    ];
+
+    /// <summary>Per-step losses of 25 training steps followed by the EMA model's DDIM samples (10 steps, 16 samples).</summary>
+    private static double[] Train(string[] sets)
+    {
+        var tree = ConfigLoader.EmbeddedTree("toy");
+        foreach (var s in new[] { "data.spec=\"toy:gmm-grid?n=2000\"", "model.hidden=64", "model.blocks=2", "model.dropout=0.1", "train.steps=25",
+                                  "train.batch-size=64", "train.warmup-steps=5", "train.log-every=5", "train.checkpoint-every=1000", "ema.decay=0.9",
+                                  "sample.sampler=\"ddim\"", "sample.steps=10", "sample.n=16" }.Concat(sets))
+            ConfigLoader.ApplySet(tree, s);
+        var cfg = ConfigLoader.FromTree(tree, "behaviour fixture");
+        var dir = TestUtil.TempDir("behaviour");
+        using var trainer = new Trainer(cfg, dir, resume: false);
+        var losses = new List<double>();
+        trainer.OnStepLoss = (_, l) => losses.Add(l);
+        trainer.Run();
+        using var samples = trainer.WriteSamples(Path.Combine(dir, "samples.png"), null);
+        return losses.Concat(TestUtil.Row(samples)).ToArray();
+    }
+
+    public static IEnumerable<object[]> SamplerCaseNames() => SamplerCases().Select(c => new object[] { c.Name });
+    public static IEnumerable<object[]> TrainingCaseNames() => TrainingCases.Select(c => new object[] { c.Name });
+
+    [Theory]
+    [MemberData(nameof(SamplerCaseNames))]
+    public void Sampler_reproduces_its_recorded_output(string name) =>
+        Check("sampler/" + name, SamplerCases().Single(c => c.Name == name).Output());
+
+    [Theory]
+    [MemberData(nameof(TrainingCaseNames))]
+    public void Training_reproduces_its_recorded_losses_and_samples(string name) =>
+        Check("training/" + name, Train(TrainingCases.Single(c => c.Name == name).Sets));
+
+    private static readonly object Gate = new();
+
+    private static void Check(string key, double[] actual)
+    {
+        if (Environment.GetEnvironmentVariable("DIFFUSION_RECORD_BEHAVIOUR") == "1")
+        {
+            lock (Gate)
+            {
+                string path = Path.Combine(SourceFixtures(), FixtureName);
+                var doc = File.Exists(path) ? JsonNode.Parse(File.ReadAllText(path))!.AsObject() : new JsonObject();
+                doc[key] = new JsonArray(actual.Select(v => (JsonNode)JsonValue.Create(v)).ToArray());
+                var sorted = new JsonObject(doc.OrderBy(kv => kv.Key, StringComparer.Ordinal).Select(kv => KeyValuePair.Create(kv.Key, kv.Value?.DeepClone())));
+                File.WriteAllText(path, sorted.ToJsonString(new JsonSerializerOptions { WriteIndented = false }).Replace("],\"", "],\n\"") + "\n");
+            }
+            return;
+        }
+        var recorded = JsonNode.Parse(File.ReadAllText(Path.Combine(AppContext.BaseDirectory, "Fixtures", FixtureName)))!.AsObject();
+        Assert.True(recorded.ContainsKey(key), $"no recorded fixture for {key}");
+        var expected = recorded[key]!.AsArray().Select(v => v!.GetValue<double>()).ToArray();
+        Assert.Equal(expected.Length, actual.Length);
+        double tol = Tolerance.GetValueOrDefault(key.Split('/')[1], 0.0);
+        for (int i = 0; i < expected.Length; i++)
+        {
+            if (tol == 0) Assert.True(BitConverter.DoubleToInt64Bits(expected[i]) == BitConverter.DoubleToInt64Bits(actual[i]), $"{key}[{i}]: recorded {expected[i]:R}, now {actual[i]:R}");
+            else Assert.True(Math.Abs(expected[i] - actual[i]) <= tol, $"{key}[{i}]: recorded {expected[i]:R}, now {actual[i]:R} (tolerance {tol})");
+        }
+    }
+
+    private static string SourceFixtures()
+    {
+        for (var d = new DirectoryInfo(AppContext.BaseDirectory); d is not null; d = d.Parent)
+            if (File.Exists(Path.Combine(d.FullName, "Diffusion.slnx"))) return Path.Combine(d.FullName, "tests", "Diffusion.Tests", "Fixtures");
+        throw new InvalidOperationException("repository root not found");
+    }
+}
