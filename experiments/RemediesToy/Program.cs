@@ -73,7 +73,7 @@ foreach (var (name, sets) in variants)
             ["variant"] = name, ["seed"] = seed, ["remedies"] = cfg.ActiveRemedies(), ["train_seconds"] = Math.Round(trainSeconds, 1),
             ["final_loss"] = Math.Round(losses.Skip(losses.Count - 100).Average(), 5),
         };
-        var denoiser = TrainedModel.Wrap(cfg, trainer.EmaModel, seed + 1000);
+        using var denoiser = DenoiserStack.ForSampling(cfg, trainer.EmaModel, seed + 1000);
         foreach (int n in sampleSteps)
         {
             var sampler = new DdpmSampler(trainer.Schedule, Respacing.Timesteps("uniform", trainer.Schedule.T, n), fixedLarge: false, clipDenoised: false);

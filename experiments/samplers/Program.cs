@@ -44,8 +44,7 @@ var reference = Rk4(1000);
 // DDIM's last step returns x̂0 at step 0: its limit is the ODE's endpoint mapped through x̂0 at t = 1/N.
 Tensor refX0;
 {
-    using var t0 = full(N, 0.0, dtype: ScalarType.Float64);
-    using var eps = den.Predict(reference, t0);
+    using var eps = den.Predict(reference, schedule.Step(0, reference));
     refX0 = (reference - eps * vp.Sigma(vp.TMin)) / vp.Alpha(vp.TMin);
 }
 var checks = new Dictionary<string, double>

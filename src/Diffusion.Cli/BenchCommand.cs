@@ -54,6 +54,7 @@ public static class BenchCommand
             net.train();
             using var opt = optim.AdamW(net.parameters(), cfg.Train.Lr, weight_decay: cfg.Train.WeightDecay);
             var objective = new Training.DiffusionObjective(cfg.Schedule.Build(), Parameterization.Parse(cfg.Model.Prediction));
+            using var den = new NetworkDenoiser(net, Parameterization.Parse(cfg.Model.Prediction));
             using var gen = new Generator(0);
             var parms = net.parameters().ToList();
             double trainSeconds = 0;
@@ -62,7 +63,7 @@ public static class BenchCommand
                 var sw = Stopwatch.StartNew();
                 using var scope = NewDisposeScope();
                 var x0 = rand(new long[] { batch }.Concat(shape).ToArray(), generator: gen) * 2 - 1;
-                var loss = objective.Loss(net, x0, gen);
+                var loss = objective.Loss(den, x0, gen);
                 opt.zero_grad();
                 loss.backward();
                 nn.utils.clip_grad_norm_(parms, 1.0);
@@ -74,7 +75,6 @@ public static class BenchCommand
             // Sampling: a real DDIM run.
             net.eval();
             var sampler = new DdimSampler(cfg.Schedule.Build(), Schedules.Respacing.Timesteps("uniform", cfg.Schedule.Length, sampleSteps), 0, true);
-            var den = new NetworkDenoiser(net, Parameterization.Parse(cfg.Model.Prediction));
             double sampleSeconds;
             using (no_grad())
             {

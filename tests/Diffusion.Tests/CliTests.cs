@@ -148,11 +148,11 @@ public class CliTests
         Assert.True(r.Code == 0, r.Err);
         using (var got = Npy.Read(b))
         using (var expected = new DdimSampler(schedule, Respacing.Timesteps("uniform", 1000, 10), 0, false)
-                   .Sample(new EpsilonScaledDenoiser(new GaussianMixtureDenoiser(gmm, schedule), schedule, 1.01), noise, null))
+                   .Sample(new EpsilonScaledDenoiser(new GaussianMixtureDenoiser(gmm, schedule), schedule.T, 1.01), noise, null))
             Assert.True(got.equal(expected).all().item<bool>());
 
         AssertOneLineError(Run([.. common, "--sampler", "ddim", "--skip", "logSNR", "--out", a]), "--skip applies to --sampler dpm-solver only");
-        AssertOneLineError(Run([.. common, "--sampler", "dpm-solver", "--spacing", "uniform", "--out", a]), "dpm-solver places its steps with --skip");
+        AssertOneLineError(Run([.. common, "--sampler", "dpm-solver", "--spacing", "uniform", "--out", a]), "--spacing applies to --sampler ddpm and ddim only");
         AssertOneLineError(Run([.. common, "--sampler", "dpm-solver", "--order", "4", "--out", a]), "--order: expected 1, 2 or 3");
         AssertOneLineError(Run([.. common, "--sampler", "dpm-solver", "--skip", "uniform", "--out", a]), "--skip: expected one of time-uniform, logSNR, time-quadratic");
         AssertOneLineError(Run([.. common, "--sampler", "dpm-solver", "--algorithm", "dpmsolver", "--clip", "--out", a]), "--algorithm dpmsolver++ only");

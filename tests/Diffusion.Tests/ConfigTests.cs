@@ -63,7 +63,7 @@ public class ConfigTests
     [InlineData("model.type=transformer", "model.type: expected unet or mlp")]
     [InlineData("schedule.name=exp", "schedule.name: expected one of")]
     [InlineData("sample.spacing=log", "sample.spacing: expected one of")]
-    [InlineData("sample.sampler=dpm", "sample.sampler: expected ddpm, ddim or dpm-solver")]
+    [InlineData("sample.sampler=dpm", "sample.sampler: expected one of ddpm, ddim, dpm-solver")]
     [InlineData("sample.order=4", "sample.order: expected 1, 2 or 3")]
     [InlineData("sample.skip=uniform", "sample.skip: expected one of time-uniform, logSNR, time-quadratic")]
     [InlineData("sample.algorithm=dpm++", "sample.algorithm: expected dpmsolver or dpmsolver++")]

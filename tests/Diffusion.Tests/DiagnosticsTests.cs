@@ -17,16 +17,16 @@ public class DiagnosticsTests
     private sealed class Scaled(IDenoiser inner, double scale) : IDenoiser
     {
         public Prediction Prediction => Prediction.Epsilon;
-        public Tensor Predict(Tensor x, Tensor t) { using var e = inner.Predict(x, t); return e * scale; }
+        public Tensor Predict(Tensor x, TimeStep step) { using var e = inner.Predict(x, step); return e * scale; }
     }
 
     /// <summary>ε̂(x, t) = a(t)·u for a fixed vector u: K(t) = |a(t) − a(t−Δ)|·‖u‖/Δ exactly.</summary>
     private sealed class TimeOnly(Func<double, double> a, double[] u) : IDenoiser
     {
         public Prediction Prediction => Prediction.Epsilon;
-        public Tensor Predict(Tensor x, Tensor t)
+        public Tensor Predict(Tensor x, TimeStep step)
         {
-            using var at = t.to_type(ScalarType.Float64).cpu();
+            using var at = step.T.to_type(ScalarType.Float64).cpu();
             var coef = tensor(at.data<double>().Select(a).ToArray(), dtype: x.dtype).unsqueeze(1);
             using var uu = tensor(u, dtype: x.dtype).unsqueeze(0);
             return coef * uu;

@@ -17,10 +17,10 @@ public class DpmSolverTests
         public List<double[]> Times { get; } = [];
         public Prediction Prediction => inner.Prediction;
 
-        public Tensor Predict(Tensor x, Tensor t)
+        public Tensor Predict(Tensor x, TimeStep step)
         {
-            Times.Add(t.to_type(ScalarType.Float64).cpu().data<double>().ToArray());
-            return inner.Predict(x, t);
+            Times.Add(step.T.to_type(ScalarType.Float64).cpu().data<double>().ToArray());
+            return inner.Predict(x, step);
         }
     }
 
@@ -312,8 +312,8 @@ public class DpmSolverTests
         var json = Diffusion.Config.ConfigLoader.ToJson(cfg);
         foreach (var key in new[] { "\"algorithm\": \"dpmsolver\"", "\"lower-order-final\": false", "\"denoise-to-zero\": true", "\"eps-scale-b\": 1.01", "\"eps-scale-k\": 1E-06" })
             Assert.Contains(key, json);
-        var sampler = Assert.IsType<EpsilonScaledSampler>(Samplers.Create(cfg.Sample, Linear, clipDefault: false));
-        var dpm = Assert.IsType<DpmSolver>(sampler.Inner);
+        Assert.Equal(new EpsilonScaling(1.01, 1e-6), EpsilonScaling.From(cfg.Sample));
+        var dpm = Assert.IsType<DpmSolver>(Samplers.Create(cfg.Sample, Linear, clipDefault: false));
         Assert.Equal(13, dpm.Evaluations);
         Assert.Equal(DpmSolver.SinglestepOrders(12, 3), dpm.Plan.Select(p => p.Order));
         Assert.StartsWith("dpm-solver singlestep order 3, 12 steps (logSNR, denoise to zero), epsilon scaling", Samplers.Describe(cfg.Sample));

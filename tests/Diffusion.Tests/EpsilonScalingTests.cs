@@ -10,19 +10,20 @@ namespace Diffusion.Tests;
 public class EpsilonScalingTests
 {
     private static readonly NoiseSchedule Linear = NoiseSchedule.Linear(1000);
+    private static readonly ContinuousVp Vp = new(Linear);
 
-    /// <summary>The exact mixture denoiser re-expressed as an x0-predictor (x̂0 = (x − σ·ε*)/α at the discrete ᾱ).</summary>
+    /// <summary>Per-row steps at the given network times.</summary>
+    private static TimeStep At(Tensor x, params double[] t) => Vp.StepsAtModelTimes(t, x);
+
+    /// <summary>The exact mixture denoiser re-expressed as an x0-predictor (x̂0 = (x − σ·ε*)/α at the step's noise level).</summary>
     private sealed class X0Denoiser(GaussianMixtureDenoiser eps) : IDenoiser
     {
         public Prediction Prediction => Prediction.X0;
 
-        public Tensor Predict(Tensor x, Tensor t)
+        public Tensor Predict(Tensor x, TimeStep step)
         {
-            using var scope = NewDisposeScope();
-            var ab = t.data<double>().Select(u => eps.Schedule.AlphasCumprod[(int)u]).ToArray();
-            var a = tensor(ab.Select(Math.Sqrt).ToArray(), dtype: x.dtype).reshape(-1, 1);
-            var s = tensor(ab.Select(v => Math.Sqrt(1 - v)).ToArray(), dtype: x.dtype).reshape(-1, 1);
-            return Parameterization.X0FromEps(x, eps.Predict(x, t), a, s).MoveToOuterDisposeScope();
+            using var e = eps.Predict(x, step);
+            return Parameterization.X0FromEps(x, e, step.Alpha, step.Sigma);
         }
     }
 
@@ -32,18 +33,19 @@ public class EpsilonScalingTests
         using var scope = NewDisposeScope();
         var den = new GaussianMixtureDenoiser(TestUtil.SmallMixture(), Linear);
         var x = randn([16, 2], dtype: ScalarType.Float64, generator: new Generator(1));
-        var t = tensor(Enumerable.Range(0, 16).Select(i => 60.0 * i + 0.25 * (i % 3)).ToArray());
+        var times = Enumerable.Range(0, 16).Select(i => 60.0 * i + 0.25 * (i % 3)).ToArray();
+        var t = At(x, times);
         var eps = den.Predict(x, t);
 
-        Assert.True(new EpsilonScaledDenoiser(den, Linear, 1.0, 0.0).Predict(x, t).equal(eps).all().item<bool>());
-        var scaled = new EpsilonScaledDenoiser(den, Linear, 1.01, 0.0).Predict(x, t);
+        Assert.True(new EpsilonScaledDenoiser(den, Linear.T, 1.0, 0.0).Predict(x, t).equal(eps).all().item<bool>());
+        var scaled = new EpsilonScaledDenoiser(den, Linear.T, 1.01, 0.0).Predict(x, t);
         Assert.True(scaled.allclose(eps / 1.01, rtol: 1e-15, atol: 0));
         var norms = scaled.norm(1) / eps.norm(1);
         Assert.True((norms - 1 / 1.01).abs().max().item<double>() < 1e-14);
 
         // With k ≠ 0 each row is divided by its own λ_t = k·t + b.
-        var lin = new EpsilonScaledDenoiser(den, Linear, 1.005, 1e-5).Predict(x, t);
-        var lambda = (t * 1e-5 + 1.005).reshape(-1, 1);
+        var lin = new EpsilonScaledDenoiser(den, Linear.T, 1.005, 1e-5).Predict(x, t);
+        var lambda = (tensor(times) * 1e-5 + 1.005).reshape(-1, 1);
         Assert.True(lin.allclose(eps / lambda, rtol: 1e-15, atol: 0));
     }
 
@@ -54,11 +56,11 @@ public class EpsilonScalingTests
         var den = new GaussianMixtureDenoiser(TestUtil.SmallMixture(), Linear);
         var x0Model = new X0Denoiser(den);
         var x = randn([8, 2], dtype: ScalarType.Float64, generator: new Generator(2));
-        var t = tensor(new double[] { 0, 3, 50, 120, 400, 640, 900, 999 });
-        var unit = new EpsilonScaledDenoiser(x0Model, Linear, 1.0);
+        var t = At(x, 0, 3, 50, 120, 400, 640, 900, 999);
+        var unit = new EpsilonScaledDenoiser(x0Model, Linear.T, 1.0);
         Assert.Equal(Prediction.Epsilon, unit.Prediction);
         Assert.True(unit.Predict(x, t).allclose(den.Predict(x, t), rtol: 1e-9, atol: 1e-9));
-        Assert.True(new EpsilonScaledDenoiser(x0Model, Linear, 1.02).Predict(x, t).allclose(den.Predict(x, t) / 1.02, rtol: 1e-9, atol: 1e-9));
+        Assert.True(new EpsilonScaledDenoiser(x0Model, Linear.T, 1.02).Predict(x, t).allclose(den.Predict(x, t) / 1.02, rtol: 1e-9, atol: 1e-9));
     }
 
     [Fact]
@@ -67,17 +69,18 @@ public class EpsilonScalingTests
         using var scope = NewDisposeScope();
         var den = new GaussianMixtureDenoiser(TestUtil.SmallMixture(), Linear);
         var xT = randn([64, 2], dtype: ScalarType.Float64, generator: new Generator(3));
-        var scaled = new EpsilonScaledDenoiser(den, Linear, 1.02, 0.0);
+        var scaled = new EpsilonScaledDenoiser(den, Linear.T, 1.02, 0.0);
         foreach (var name in Samplers.Names)
         {
             var plain = new SampleConfig { Sampler = name, Steps = 20 };
             var es = new SampleConfig { Sampler = name, Steps = 20, EpsScaleB = 1.02 };
             var off = new SampleConfig { Sampler = name, Steps = 20, EpsScaleB = 1.0, EpsScaleK = 0.0 };
-            Assert.IsNotType<EpsilonScaledSampler>(Samplers.Create(off, Linear, false));
-            var sampler = Samplers.Create(es, Linear, false);
-            Assert.IsType<EpsilonScaledSampler>(sampler);
-            // The configured sampler equals the plain sampler run on the wrapped denoiser, and differs from the plain run.
-            var a = sampler.Sample(den, xT, new Generator(7));
+            // Epsilon scaling is a layer of the denoiser stack, there only when the config turns it on.
+            Assert.Same(den, DenoiserStack.Build(den, null, EpsilonScaling.From(off), Linear.T));
+            var stacked = DenoiserStack.Build(den, null, EpsilonScaling.From(es), Linear.T);
+            Assert.IsType<EpsilonScaledDenoiser>(stacked);
+            // The configured sampler on the stack equals the plain sampler run on the wrapped denoiser, and differs from the plain run.
+            var a = Samplers.Create(es, Linear, false).Sample(stacked, xT, new Generator(7));
             var b = Samplers.Create(plain, Linear, false).Sample(scaled, xT, new Generator(7));
             var c = Samplers.Create(plain, Linear, false).Sample(den, xT, new Generator(7));
             Assert.True(a.equal(b).all().item<bool>(), name);
@@ -89,8 +92,8 @@ public class EpsilonScalingTests
     public void Scaling_must_stay_positive()
     {
         var den = new GaussianMixtureDenoiser(TestUtil.SmallMixture(), Linear);
-        Assert.Throws<UserError>(() => new EpsilonScaledDenoiser(den, Linear, 0.0));
-        var e = Assert.Throws<UserError>(() => new EpsilonScaledDenoiser(den, Linear, 1.0, -0.002));
+        Assert.Throws<UserError>(() => new EpsilonScaledDenoiser(den, Linear.T, 0.0));
+        var e = Assert.Throws<UserError>(() => new EpsilonScaledDenoiser(den, Linear.T, 1.0, -0.002));
         Assert.Contains("positive", e.Message);
         Assert.Throws<ConfigException>(() => new SampleConfig { EpsScaleB = -1 }.Validate());
     }

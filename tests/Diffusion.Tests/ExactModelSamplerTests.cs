@@ -19,7 +19,7 @@ public class ExactModelSamplerTests
         var den = new GaussianMixtureDenoiser(g, Linear);
         var x = tensor(new double[] { 0.3, -0.2, -1.1, 0.7 }, [2, 2]);
         var t = tensor(new double[] { 250, 600 });
-        var eps = den.Predict(x, t);
+        var eps = den.Predict(x, new ContinuousVp(Linear).StepsAtModelTimes([250, 600], x));
         for (int row = 0; row < 2; row++)
         {
             double ab = Linear.AlphasCumprod[(int)t[row].item<double>()];
@@ -36,8 +36,8 @@ public class ExactModelSamplerTests
             }
         }
         // Real-valued time: ᾱ interpolated between integer steps (log α linear in t).
-        var mid = den.Predict(x.narrow(0, 0, 1), tensor(new double[] { 250.5 }));
         var vp = new ContinuousVp(Linear);
+        var mid = den.Predict(x.narrow(0, 0, 1), vp.StepAtModelTime(250.5, x.narrow(0, 0, 1)));
         double abMid = vp.AlphaBarAtStep(250.5);
         Assert.InRange(abMid, Linear.AlphasCumprod[251], Linear.AlphasCumprod[250]);
         var expectedMid = -Math.Sqrt(1 - abMid) * g.Score(x.narrow(0, 0, 1), tensor(Math.Sqrt(abMid)), tensor(Math.Sqrt(1 - abMid)));

@@ -29,9 +29,9 @@ internal sealed class ProbeDenoiser(Prediction p = Prediction.Epsilon) : IDenois
 {
     public List<double> Times { get; } = [];
     public Prediction Prediction => p;
-    public Tensor Predict(Tensor x, Tensor t)
+    public Tensor Predict(Tensor x, TimeStep step)
     {
-        Times.AddRange(t.to_type(ScalarType.Float64).data<double>().ToArray().Distinct());
+        Times.AddRange(step.T.to_type(ScalarType.Float64).data<double>().ToArray().Distinct());
         return zeros_like(x);
     }
 }
@@ -68,9 +68,9 @@ public class InputPerturbationTests
         var s = NoiseSchedule.Linear(1000);
         var x0 = randn([64, 3], generator: new Generator(2));
         var probe = new ProbeNetwork([3], (x, t) => zeros_like(x));
-        var objective = new DiffusionObjective(s, Prediction.Epsilon, new LossWeighting("constant"), 0.5, null, 0, 5);
+        var objective = new DiffusionObjective([new DenoisingLoss(s, Prediction.Epsilon, new LossWeighting("constant"), 0.5)]);
         var gen = new Generator(7);
-        double loss = objective.Loss(probe, x0, gen).item<float>();
+        double loss = objective.Loss(new NetworkDenoiser(probe, Prediction.Epsilon), x0, gen).item<float>();
         // The same draws: t, ε, then ξ. A zero prediction's loss is mean(ε²), not mean((ε + γξ)²).
         var g2 = new Generator(7);
         var draw = ForwardDraw.Sample(s, x0, g2);
@@ -114,11 +114,17 @@ public class LossWeightingTests
         Assert.InRange(w.Weight(Linear.Snr[999]), 155, 159);
     }
 
-    // A network that predicts ε̂ = 0.3·x_t + 0.1 expressed in parameterisation p.
-    private static ProbeNetwork Predictor(Prediction p, NoiseSchedule s) => new([2], (x, t) =>
+    /// <summary>A denoiser that answers with a function of (x, step), in x's dtype.</summary>
+    private sealed class FuncDenoiser(Prediction p, Func<Tensor, TimeStep, Tensor> answer) : IDenoiser
     {
-        var ab = NoiseSchedule.Gather(s.AlphasCumprod, t.round().to_type(ScalarType.Int64), 2).to_type(x.dtype);
-        var a = ab.sqrt(); var sg = (1 - ab).sqrt();
+        public Prediction Prediction => p;
+        public Tensor Predict(Tensor x, TimeStep step) => answer(x, step);
+    }
+
+    // A model that predicts ε̂ = 0.3·x_t + 0.1 expressed in parameterisation p (float64 throughout).
+    private static IDenoiser Predictor(Prediction p, NoiseSchedule s) => new FuncDenoiser(p, (x, step) =>
+    {
+        var a = step.Alpha; var sg = step.Sigma;
         var eps = 0.3 * x + 0.1;
         var x0 = Parameterization.X0FromEps(x, eps, a, sg);
         return p switch { Prediction.Epsilon => eps, Prediction.X0 => x0, _ => Parameterization.V(x0, eps, a, sg) };
@@ -129,7 +135,7 @@ public class LossWeightingTests
     {
         using var scope = NewDisposeScope();
         var x0 = randn([256, 2], dtype: ScalarType.Float64, generator: new Generator(3));
-        var objective = new DiffusionObjective(Linear, Prediction.Epsilon, new LossWeighting("snr"), 0, null, 0, 5);
+        var objective = new DiffusionObjective([new DenoisingLoss(Linear, Prediction.Epsilon, new LossWeighting("snr"))]);
         double weighted = objective.Loss(Predictor(Prediction.Epsilon, Linear), x0, new Generator(4)).item<double>();
         var draw = ForwardDraw.Sample(Linear, x0, new Generator(4));
         var epsHat = 0.3 * draw.Xt + 0.1;
@@ -146,7 +152,7 @@ public class LossWeightingTests
         foreach (var name in LossConfig.Weightings)
         {
             var losses = new[] { Prediction.Epsilon, Prediction.X0, Prediction.V }.Select(p =>
-                new DiffusionObjective(Linear, p, new LossWeighting(name), 0, null, 0, 5)
+                new DiffusionObjective([new DenoisingLoss(Linear, p, new LossWeighting(name))])
                     .Loss(Predictor(p, Linear), x0, new Generator(6)).item<double>()).ToArray();
             Assert.Equal(losses[0], losses[1], 6);
             Assert.Equal(losses[0], losses[2], 6);
@@ -185,9 +191,12 @@ public class TimeSharingTests
         using var scope = NewDisposeScope();
         var s = NoiseSchedule.Linear(1000);
         var probe = new ProbeNetwork([2], (x, t) => zeros_like(x));
-        var objective = new DiffusionObjective(s, Prediction.Epsilon, new LossWeighting("constant"), 0, new TimeSharing(5, 100), 0, 5);
+        var objective = new DiffusionObjective(s, Prediction.Epsilon);
         var x0 = zeros(4096, 2);
-        objective.Loss(probe, x0, new Generator(1));
+        // Time sharing is a layer of the training denoiser, built the way the trainer builds it.
+        var cfg = ConfigLoader.FromTree(ConfigLoader.EmbeddedTree("toy"));
+        cfg.TimeSharing.Intervals = 5;
+        objective.Loss(DenoiserStack.ForNetwork(cfg, probe, null, false), x0, new Generator(1));
         var draw = ForwardDraw.Sample(s, x0, new Generator(1));
         var tTrue = draw.T.data<long>().ToArray();
         var tSeen = probe.Times[0];
@@ -220,7 +229,8 @@ public class TimeSharingTests
         }
         // Real-valued times.
         var p = new ProbeDenoiser();
-        new TimeSharedDenoiser(p, ts).Predict(zeros(3, 2), tensor(new double[] { 33.7, 99.5, 150.25 }));
+        var z = zeros(3, 2);
+        new TimeSharedDenoiser(p, ts).Predict(z, new ContinuousVp(s).StepsAtModelTimes([33.7, 99.5, 150.25], z));
         Assert.Equal(new double[] { 20, 80, 150.25 }, p.Times);
     }
 
@@ -231,11 +241,11 @@ public class TimeSharingTests
         cfg.TimeSharing.Intervals = 4;
         cfg.TimeSharing.Threshold = 50;
         using var net = new MlpDenoiser(2, 16, 1);
-        var d = Assert.IsType<TimeSharedDenoiser>(TrainedModel.Wrap(cfg, net, 0));
+        var d = Assert.IsType<TimeSharedDenoiser>(DenoiserStack.ForSampling(cfg, net, 0));
         Assert.Equal(4, d.Sharing.Intervals);
         Assert.Equal(50, d.Sharing.Threshold);
         cfg.TimeSharing.Intervals = 0;
-        Assert.IsType<NetworkDenoiser>(TrainedModel.Wrap(cfg, net, 0));
+        Assert.IsType<NetworkDenoiser>(DenoiserStack.ForSampling(cfg, net, 0));
     }
 }
 
@@ -287,7 +297,7 @@ public class ConsistencyTests
     [Fact]
     public void Head_and_tail_draws_respect_their_ranges()
     {
-        var reg = new ConsistencyRegularizer(NoiseSchedule.Linear(1000), Prediction.Epsilon, 5, null);
+        var reg = new ConsistencyRegularizer(NoiseSchedule.Linear(1000), 5);
         var gen = new Generator(3);
         var ks = new HashSet<int>();
         for (int i = 0; i < 2000; i++)
@@ -299,7 +309,7 @@ public class ConsistencyTests
             ks.Add(k);
         }
         Assert.Equal(new[] { 1, 2, 3, 4, 5 }, ks.OrderBy(k => k));
-        var small = new ConsistencyRegularizer(NoiseSchedule.Cosine(3), Prediction.Epsilon, 5, null);
+        var small = new ConsistencyRegularizer(NoiseSchedule.Cosine(3), 5);
         for (int i = 0; i < 200; i++) Assert.True(small.DrawSteps(gen).Tail >= 0);
     }
 
@@ -311,12 +321,12 @@ public class ConsistencyTests
         var net = new MlpDenoiser(2, 32, 2, 16);
         using (no_grad()) foreach (var p in net.parameters()) p.add_(randn_like(p) * 0.1);
         var s = NoiseSchedule.Linear(1000);
-        var reg = new ConsistencyRegularizer(s, Prediction.Epsilon, 5, null);
+        var reg = new ConsistencyRegularizer(s, 5);
         var x0 = randn([32, 2], generator: new Generator(1));
         // Find a seed whose draw unrolls 5 steps.
         ulong seed = 0;
         while (reg.DrawSteps(new Generator(seed)).K != 5 || reg.DrawSteps(new Generator(seed)).Head < 10) seed++;
-        var r = reg.Compute(net, x0, new Generator(seed), out var steps);
+        var r = reg.Compute(new NetworkDenoiser(net, Prediction.Epsilon), x0, new Generator(seed), out var steps);
         Assert.Equal(5, steps.K);
         var grads = torch.autograd.grad([r], net.parameters().Cast<Tensor>().ToList()).Select(g => g.clone()).ToList();
         Assert.Contains(grads, g => g.abs().sum().item<float>() > 0);
@@ -378,13 +388,15 @@ public class SoftMixtureTests
         var a = net.ForwardWithNoise(x, t, randn(xs));
         var b = net.ForwardWithNoise(x, t, randn(xs));
         Assert.True((a - b).abs().max().item<float>() > 1e-4, "η must change the output");
-        // One η per example from the noise source: the same source state gives the same output.
-        net.NoiseSource = new Generator(9);
-        var c = net.call(x, t);
-        net.NoiseSource = new Generator(9);
-        Assert.True(net.call(x, t).equal(c).all().item<bool>());
+        // One η per example from the denoiser's noise generator: the same generator state gives the same output.
+        var step = new TimeStep(full(3, 300.0, dtype: ScalarType.Float64), tensor(0.5f), tensor(0.5f));
+        Tensor Call(ulong seed) { using var d = new NetworkDenoiser(net, Prediction.Epsilon, new Generator(seed), ownsNoise: true); return d.Predict(x, step); }
+        var c = Call(9);
+        Assert.True(Call(9).equal(c).all().item<bool>());
+        Assert.False(Call(10).equal(c).all().item<bool>());
+        Assert.Throws<InvalidOperationException>(() => net.call(x, t));
 
-        var loss = (net.call(x, t) - x).pow(2).mean();
+        var loss = (Call(11) - x).pow(2).mean();
         loss.backward();
         var latentGrads = net.named_parameters().Where(p => p.name.StartsWith("latent.")).ToList();
         Assert.NotEmpty(latentGrads);

@@ -324,7 +324,7 @@ public sealed class EmaConfig
 
 public sealed class SampleConfig
 {
-    /// <summary>ddpm, ddim or dpm-solver.</summary>
+    /// <summary>A sampler of the registry (<see cref="Sampling.Samplers"/>): ddpm, ddim, dpm-solver, euler or heun.</summary>
     public string Sampler { get; set; } = "ddim";
     /// <summary>Backward steps (respaced when fewer than T); for dpm-solver, network evaluations.</summary>
     public int Steps { get; set; } = 100;
@@ -355,21 +355,32 @@ public sealed class SampleConfig
     /// <summary>Number of samples in the grids written during and after training.</summary>
     public int N { get; set; } = 64;
 
+    /// <summary>
+    /// Options a sampler declares in its registry entry beyond the properties above (e.g. <c>sigmas</c> and <c>rho</c> of
+    /// euler and heun), as written in the config: <c>sample.KEY = value</c>. Checked by <see cref="Sampling.Samplers.ValidateOptions"/>.
+    /// </summary>
+    [System.Text.Json.Serialization.JsonExtensionData]
+    public Dictionary<string, System.Text.Json.JsonElement>? Options { get; set; }
+
+    /// <summary>The value of a sampler option kept in <see cref="Options"/>, or <paramref name="fallback"/>.</summary>
+    public string Option(string key, string fallback) =>
+        Options is not null && Options.TryGetValue(key, out var v) ? (v.ValueKind == System.Text.Json.JsonValueKind.String ? v.GetString()! : v.GetRawText()) : fallback;
+
     public void Validate()
     {
-        if (Sampler != "ddpm" && Sampler != "ddim" && Sampler != "dpm-solver") throw new ConfigException($"sample.sampler: expected ddpm, ddim or dpm-solver, got '{Sampler}'");
         if (Steps < 1) throw new ConfigException($"sample.steps: expected a positive number, got {Steps}");
         if (!Respacing.Names.Contains(Spacing)) throw new ConfigException($"sample.spacing: expected one of {string.Join(", ", Respacing.Names)}, got '{Spacing}'");
         if (Eta < 0) throw new ConfigException($"sample.eta: expected zero or more, got {Eta}");
         if (Variance != "fixed-small" && Variance != "fixed-large") throw new ConfigException($"sample.variance: expected fixed-small or fixed-large, got '{Variance}'");
         if (N < 1) throw new ConfigException($"sample.n: expected a positive number, got {N}");
-        if (Algorithm != "dpmsolver" && Algorithm != "dpmsolver++") throw new ConfigException($"sample.algorithm: expected dpmsolver or dpmsolver++, got '{Algorithm}'");
-        if (Method != "singlestep" && Method != "multistep") throw new ConfigException($"sample.method: expected singlestep or multistep, got '{Method}'");
+        if (!Sampling.DpmSolver.Algorithms.Contains(Algorithm)) throw new ConfigException($"sample.algorithm: expected dpmsolver or dpmsolver++, got '{Algorithm}'");
+        if (!Sampling.DpmSolver.Methods.Contains(Method)) throw new ConfigException($"sample.method: expected singlestep or multistep, got '{Method}'");
         if (Order < 1 || Order > 3) throw new ConfigException($"sample.order: expected 1, 2 or 3, got {Order}");
         if (!ContinuousSpacing.Names.Contains(Skip)) throw new ConfigException($"sample.skip: expected one of {string.Join(", ", ContinuousSpacing.Names)}, got '{Skip}'");
         if (!(EpsScaleB > 0)) throw new ConfigException($"sample.eps-scale-b: expected a positive number, got {EpsScaleB}");
         if (Sampler == "dpm-solver" && Algorithm == "dpmsolver" && ClipDenoised == true)
-            throw new ConfigException("sample.clip-denoised: dpm-solver's noise form (algorithm dpmsolver) has no x̂0 to clip; use algorithm dpmsolver++ or turn clipping off");
+            throw new ConfigException("sample.clip-denoised: applies to dpm-solver with sample.algorithm dpmsolver++ only (the noise form has no x̂0 to clip)");
+        Sampling.Samplers.ValidateOptions(this);
     }
 
     /// <summary>Whether epsilon scaling changes anything (b ≠ 1 or k ≠ 0).</summary>

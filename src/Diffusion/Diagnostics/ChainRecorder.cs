@@ -7,10 +7,12 @@ namespace Diffusion.Diagnostics;
 /// <summary>
 /// Wraps the denoiser a sampler calls and records what the reverse chain looks like at each visited
 /// step: the input x_t (kept at the steps asked for) and the per-example squared norm of the model's ε
-/// prediction divided by the dimension, ‖ε̂(x_t, t)‖²/D. Samplers stay unchanged: they call
-/// <see cref="Predict"/> once per step with the original time of the step.
+/// prediction divided by the dimension, ‖ε̂(x_t, t)‖²/D, with ε̂ formed at the noise level of the step it is
+/// asked at. Samplers stay unchanged: the discrete chains the diagnostics run (DDPM, DDIM) call <see cref="Predict"/>
+/// once per step at the step's original (integer) time, which keys the records; a real-valued time is refused
+/// rather than rounded. The recorder does not own <paramref name="inner"/>.
 /// </summary>
-public sealed class ChainRecorder(IDenoiser inner, NoiseSchedule schedule, ISet<int>? keepStatesAt = null) : IDenoiser, IDisposable
+public sealed class ChainRecorder(IDenoiser inner, ISet<int>? keepStatesAt = null) : IDenoiser
 {
     public Prediction Prediction => inner.Prediction;
 
@@ -19,15 +21,14 @@ public sealed class ChainRecorder(IDenoiser inner, NoiseSchedule schedule, ISet<
     /// <summary>Chain states x_t (copies, float32) at the steps in keepStatesAt.</summary>
     public SortedDictionary<int, Tensor> States { get; } = new();
 
-    public Tensor Predict(Tensor x, Tensor t)
+    public Tensor Predict(Tensor x, TimeStep timeStep)
     {
-        var output = inner.Predict(x, t);
+        var output = inner.Predict(x, timeStep);
         using var scope = NewDisposeScope();
-        int step = (int)Math.Round(t[0].to_type(ScalarType.Float64).item<double>());
-        double ab = schedule.AlphasCumprod[Math.Clamp(step, 0, schedule.T - 1)];
-        var alpha = tensor(Math.Sqrt(ab), dtype: x.dtype);
-        var sigma = tensor(Math.Sqrt(1 - ab), dtype: x.dtype);
-        var (eps, _) = Parameterization.EpsAndX0(inner.Prediction, output, x, alpha, sigma);
+        double t = timeStep.First;
+        if (t != Math.Floor(t)) throw new ArgumentException($"the chain recorder keys its records by integer steps; the sampler asked at t = {t}");
+        int step = (int)t;
+        var (eps, _) = Parameterization.EpsAndX0(inner.Prediction, output, x, timeStep.Alpha, timeStep.Sigma);
         long d = x.numel() / x.shape[0];
         var norms = eps.reshape(x.shape[0], -1).to_type(ScalarType.Float64).pow(2).sum(1) / d;
         var values = norms.data<double>().ToArray();

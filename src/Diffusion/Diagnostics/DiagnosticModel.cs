@@ -10,7 +10,7 @@ namespace Diffusion.Diagnostics;
 /// <summary>
 /// A model under diagnosis: its denoiser, schedule, example shape and a source of held-out data.
 /// Either a trained checkpoint (its config names the data and the schedule; the denoiser comes from
-/// <see cref="TrainedModel.Denoiser"/>, so wrappers a run's config asks for apply) or the exact
+/// <see cref="TrainedModel.CreateDenoiser"/>, so the wrappers a run's config asks for apply) or the exact
 /// denoiser of a Gaussian mixture (<c>gmm:SPEC.json</c>), whose answers are known in closed form.
 /// </summary>
 public sealed class DiagnosticModel : IDisposable
@@ -54,7 +54,7 @@ public sealed class DiagnosticModel : IDisposable
             GaussianMixture? mixture = MixtureOf(tm.Config.Data.Spec);
             string name = label ?? DefaultLabel(path);
             string source = mixture is not null && dataOverride is null ? $"fresh draws from the mixture of {tm.Config.Data.Spec}" : spec;
-            return new DiagnosticModel(name, tm.Denoiser, tm.Schedule, tm.ExampleShape, mixture, source, tm,
+            return new DiagnosticModel(name, tm.CreateDenoiser(0), tm.Schedule, tm.ExampleShape, mixture, source, tm,
                 mixture is not null && dataOverride is null ? null : spec, tm.Config.Data.DataDir);
         }
         catch
@@ -138,6 +138,7 @@ public sealed class DiagnosticModel : IDisposable
 
     public void Dispose()
     {
+        Denoiser.Dispose();
         trained?.Dispose();
         heldOut?.Dispose();
     }

@@ -5,6 +5,7 @@ using Diffusion.IO;
 using Diffusion.Models;
 using Diffusion.Sampling;
 using Diffusion.Config;
+using Diffusion.Schedules;
 using static TorchSharp.torch;
 
 namespace Diffusion.Diagnostics;
@@ -65,7 +66,7 @@ public static class DiagnosticReport
     /// </summary>
     public static ChainRecorder RecordChain(DiagnosticModel m, DiagnosticSettings s, Generator gen, ISet<int>? keepStatesAt = null)
     {
-        var recorder = new ChainRecorder(m.Denoiser, m.Schedule, keepStatesAt);
+        var recorder = new ChainRecorder(m.Denoiser, keepStatesAt);
         var shape = new long[] { s.N }.Concat(m.ExampleShape).ToArray();
         using var xT = randn(shape, generator: gen);
         using var _ = Sample(Chain(m, s), recorder, xT, gen, s.BatchSize);
@@ -93,19 +94,17 @@ public static class DiagnosticReport
         return all;
     }
 
-    /// <summary>x_t = √ᾱ_t·x0 + √(1 − ᾱ_t)·ε with ε from the generator, and the model's (ε̂, x̂0) at integer time t, in batches.</summary>
+    /// <summary>x_t of held-out x0 at integer step t (<see cref="ForwardDraw"/>, ε from the generator), and the model's (ε̂, x̂0) there, in batches.</summary>
     public static (Tensor Xt, Tensor Eps, Tensor EpsHat, Tensor X0Hat) Forward(DiagnosticModel m, Tensor x0, int t, Generator gen, int batch)
     {
         using var scope = NewDisposeScope();
-        double ab = m.Schedule.AlphasCumprod[t];
-        var eps = randn(x0.shape, dtype: x0.dtype, generator: gen);
-        var xt = x0 * Math.Sqrt(ab) + eps * Math.Sqrt(1 - ab);
-        var (epsHat, x0Hat) = Predict(m.Denoiser, xt, t, Math.Sqrt(ab), Math.Sqrt(1 - ab), batch);
-        return (xt.MoveToOuterDisposeScope(), eps.MoveToOuterDisposeScope(), epsHat.MoveToOuterDisposeScope(), x0Hat.MoveToOuterDisposeScope());
+        var draw = ForwardDraw.At(m.Schedule, x0, t, gen);
+        var (epsHat, x0Hat) = Predict(m.Denoiser, draw.Xt, xb => m.Schedule.Step(t, xb), batch);
+        return (draw.Xt.MoveToOuterDisposeScope(), draw.Eps.MoveToOuterDisposeScope(), epsHat.MoveToOuterDisposeScope(), x0Hat.MoveToOuterDisposeScope());
     }
 
-    /// <summary>(ε̂, x̂0) of a denoiser at time t (real-valued, in the model's units) and noise level (α, σ), in batches.</summary>
-    public static (Tensor Eps, Tensor X0) Predict(IDenoiser d, Tensor x, double t, double alpha, double sigma, int batch)
+    /// <summary>(ε̂, x̂0) of a denoiser at the step <paramref name="stepFor"/> gives for each batch of x, in batches.</summary>
+    public static (Tensor Eps, Tensor X0) Predict(IDenoiser d, Tensor x, Func<Tensor, TimeStep> stepFor, int batch)
     {
         var eps = new List<Tensor>();
         var x0 = new List<Tensor>();
@@ -115,8 +114,7 @@ public static class DiagnosticReport
             {
                 using var scope = NewDisposeScope();
                 var xb = x.narrow(0, i, Math.Min(batch, x.shape[0] - i));
-                var tb = full(xb.shape[0], t, dtype: ScalarType.Float64);
-                var (e, z) = d.EpsAndX0(xb, tb, tensor(alpha, dtype: x.dtype), tensor(sigma, dtype: x.dtype));
+                var (e, z) = d.EpsAndX0(xb, stepFor(xb));
                 eps.Add(e.MoveToOuterDisposeScope());
                 x0.Add(z.MoveToOuterDisposeScope());
             }

@@ -32,8 +32,7 @@ public static class ErrorPropagation
         foreach (var (t, chain) in recorder.States)
         {
             using var scope = NewDisposeScope();
-            double ab = m.Schedule.AlphasCumprod[t];
-            var fwd = x0 * Math.Sqrt(ab) + randn(x0.shape, generator: gen) * Math.Sqrt(1 - ab);
+            var fwd = Schedules.ForwardDraw.At(m.Schedule, x0, t, gen).Xt;
             var (mmd, q95, p) = Mmd.PermutationNull(chain, fwd, permutations, gen);
             rows.Add(new Row(t, mmd, q95, p));
         }

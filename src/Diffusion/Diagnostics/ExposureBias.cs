@@ -65,8 +65,7 @@ public static class ExposureBias
                 ISampler chain = kind == "ddpm"
                     ? new DdpmSampler(m.Schedule, steps, fixedLarge: false, clipDenoised: m.IsImage)
                     : new DdimSampler(m.Schedule, steps, eta: 0.0, clipDenoised: m.IsImage);
-                double ab = m.Schedule.AlphasCumprod[start];
-                var xt = x0 * Math.Sqrt(ab) + randn(x0.shape, generator: gen) * Math.Sqrt(1 - ab);
+                var xt = Schedules.ForwardDraw.At(m.Schedule, x0, start, gen).Xt;
                 var back = DiagnosticReport.Sample(chain, m.Denoiser, xt, gen, s.BatchSize);
                 rec.Add(new ReconstructionRow(start, kind, steps.Length, Estimate.Of(DiagnosticReport.PerExample((back - x0).abs()))));
             }

@@ -28,9 +28,7 @@ public static class LipschitzProbe
         {
             using var scope = NewDisposeScope();
             var (xt, _, epsT, _) = DiagnosticReport.Forward(m, x0, t, gen, s.BatchSize);
-            double tPrev = t - delta;
-            double abPrev = tPrev == Math.Floor(tPrev) ? m.Schedule.AlphasCumprod[(int)tPrev] : vp.AlphaBarAtStep(tPrev);
-            var (epsPrev, _) = DiagnosticReport.Predict(m.Denoiser, xt, tPrev, Math.Sqrt(abPrev), Math.Sqrt(1 - abPrev), s.BatchSize);
+            var (epsPrev, _) = DiagnosticReport.Predict(m.Denoiser, xt, xb => vp.StepAtModelTime(t - delta, xb), s.BatchSize);
             var k = (epsT - epsPrev).reshape(xt.shape[0], -1).to_type(ScalarType.Float64).norm(1) / delta;
             rows.Add(new Row(t, Estimate.Of(k.data<double>().ToArray())));
         }

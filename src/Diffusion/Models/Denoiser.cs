@@ -1,3 +1,4 @@
+using Diffusion.Schedules;
 using static TorchSharp.torch;
 
 namespace Diffusion.Models;
@@ -14,16 +15,20 @@ public enum Prediction
 }
 
 /// <summary>
-/// The one interface samplers see: given x and a (possibly non-integer) time in the network's
-/// discrete units (0 … T−1), return the model's prediction. Anything that changes what the network
-/// is asked (time sharing, fresh SMD latents, epsilon scaling) wraps an <see cref="IDenoiser"/>.
+/// The one interface the objective, the consistency chain, every sampler and every diagnostic see: given x and a
+/// <see cref="TimeStep"/> (the network's real-valued time together with the noise level α, σ of x), return the
+/// model's prediction. Anything that changes what the network is asked (SMD's fresh η, E-TSDM's time sharing,
+/// epsilon scaling) is a wrapper around an <see cref="IDenoiser"/>, built once by <see cref="DenoiserStack"/>.
+/// A denoiser that owns resources (a generator) releases them on <see cref="IDisposable.Dispose"/>.
 /// </summary>
-public interface IDenoiser
+public interface IDenoiser : IDisposable
 {
     Prediction Prediction { get; }
 
-    /// <summary>The raw prediction for x (shape [N, …]) at times t (shape [N]); same dtype as x.</summary>
-    Tensor Predict(Tensor x, Tensor t);
+    /// <summary>The raw prediction for x (shape [N, …]) at <paramref name="step"/>; same dtype as x.</summary>
+    Tensor Predict(Tensor x, TimeStep step);
+
+    void IDisposable.Dispose() { }
 }
 
 /// <summary>Conversions between ε, x0 and v predictions given α = √ᾱ and σ = √(1−ᾱ) (tensors broadcastable to x).</summary>
@@ -70,10 +75,18 @@ public static class Parameterization
 public static class DenoiserExtensions
 {
     /// <summary>(ε̂, x̂0) at noise level (α, σ) whatever the denoiser predicts.</summary>
-    public static (Tensor Eps, Tensor X0) EpsAndX0(this IDenoiser d, Tensor x, Tensor t, Tensor alpha, Tensor sigma)
+    public static (Tensor Eps, Tensor X0) EpsAndX0(this IDenoiser d, Tensor x, TimeStep step)
     {
-        using var output = d.Predict(x, t);
-        return Parameterization.EpsAndX0(d.Prediction, output, x, alpha, sigma);
+        using var output = d.Predict(x, step);
+        return Parameterization.EpsAndX0(d.Prediction, output, x, step.Alpha, step.Sigma);
+    }
+
+    /// <summary>ε̂ at <paramref name="step"/> whatever the denoiser predicts.</summary>
+    public static Tensor Eps(this IDenoiser d, Tensor x, TimeStep step)
+    {
+        var (eps, x0) = d.EpsAndX0(x, step);
+        x0.Dispose();
+        return eps;
     }
 }
 
@@ -86,20 +99,45 @@ public abstract class DenoiserNetwork(string name) : nn.Module<Tensor, Tensor, T
     /// <summary>The forward pass conditioned on a latent z through hypernetwork layers (soft mixture denoising).</summary>
     public virtual Tensor ForwardWithLatent(Tensor x, Tensor t, Tensor? z) =>
         z is null ? forward(x, t) : throw new NotSupportedException($"{GetType().Name} cannot be conditioned on a latent");
+
+    /// <summary>Whether the network needs a noise input η of x's shape besides (x, t) (soft mixture denoising).</summary>
+    public virtual bool TakesNoise => false;
+
+    /// <summary>The forward pass with the noise input η (networks that <see cref="TakesNoise"/>).</summary>
+    public virtual Tensor ForwardWithNoise(Tensor x, Tensor t, Tensor eta) =>
+        throw new NotSupportedException($"{GetType().Name} takes no noise input");
 }
 
-/// <summary>Adapts a float32 network to <see cref="IDenoiser"/>: casts x and t in, the output back to x's dtype.</summary>
-public sealed class NetworkDenoiser(DenoiserNetwork network, Prediction prediction) : IDenoiser
+/// <summary>
+/// Adapts a float32 network to <see cref="IDenoiser"/>: casts x and the step's time in, the output back to x's dtype.
+/// For a network that <see cref="DenoiserNetwork.TakesNoise"/> (SMD), η ~ N(0, I) of x's shape is drawn from
+/// <paramref name="noise"/> at every call: one η per example in training, a fresh η at every sampler step.
+/// A generator given with <paramref name="ownsNoise"/> is disposed with the denoiser.
+/// </summary>
+public sealed class NetworkDenoiser(DenoiserNetwork network, Prediction prediction, Generator? noise = null, bool ownsNoise = false) : IDenoiser
 {
     public DenoiserNetwork Network { get; } = network;
     public Prediction Prediction { get; } = prediction;
 
-    public Tensor Predict(Tensor x, Tensor t)
+    public Tensor Predict(Tensor x, TimeStep step)
     {
-        if (x.dtype == ScalarType.Float32) return Network.call(x, t.to_type(ScalarType.Float32));
+        if (x.dtype == ScalarType.Float32) return Call(x, step.T);
         using var xf = x.to_type(ScalarType.Float32);
-        using var tf = t.to_type(ScalarType.Float32);
-        using var y = Network.call(xf, tf);
+        using var y = Call(xf, step.T);
         return y.to_type(x.dtype);
+    }
+
+    private Tensor Call(Tensor x, Tensor t)
+    {
+        using var tf = t.to_type(ScalarType.Float32);
+        if (!Network.TakesNoise) return Network.call(x, tf);
+        if (noise is null) throw new InvalidOperationException($"{Network.GetType().Name} needs a generator for its noise input η; build the denoiser with DenoiserStack");
+        using var eta = randn(x.shape, dtype: x.dtype, device: x.device, generator: noise);
+        return Network.ForwardWithNoise(x, tf, eta);
+    }
+
+    public void Dispose()
+    {
+        if (ownsNoise) noise?.Dispose();
     }
 }

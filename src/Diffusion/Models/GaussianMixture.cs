@@ -148,32 +148,27 @@ public sealed class GaussianMixture
 
 /// <summary>
 /// The exact ε-predictor of a Gaussian-mixture data distribution (METHODS.md §6):
-/// ε*(x_t) = −σ_t·∇log p_t(x_t). It accepts integer or real-valued times in discrete units:
-/// ᾱ at time u comes from the continuous VP view (log α piecewise linear between steps), which is
-/// the discrete ᾱ_u exactly at integers. It consumes no randomness.
+/// ε*(x_t) = −σ_t·∇log p_t(x_t), at the noise level (α, σ) the time step carries — so it is exact at any noise
+/// level a sampler asks about, integer, real-valued or continuous. The step's network time is not used. It
+/// consumes no randomness.
 /// </summary>
 public sealed class GaussianMixtureDenoiser(GaussianMixture mixture, NoiseSchedule schedule) : IDenoiser
 {
-    private readonly ContinuousVp vp = new(schedule);
-
     public GaussianMixture Mixture { get; } = mixture;
+    /// <summary>The schedule the mixture is noised by (samplers of this model use it).</summary>
     public NoiseSchedule Schedule { get; } = schedule;
     public Prediction Prediction => Prediction.Epsilon;
 
     /// <summary>Number of calls so far (each call is one function evaluation for the whole batch).</summary>
     public int Evaluations { get; private set; }
 
-    public Tensor Predict(Tensor x, Tensor t)
+    public Tensor Predict(Tensor x, TimeStep step)
     {
         Evaluations++;
         using var scope = NewDisposeScope();
-        var ts = t.to_type(ScalarType.Float64).cpu().data<double>().ToArray();
-        var ab = ts.Select(u => IsInteger(u) ? schedule.AlphasCumprod[(int)u] : vp.AlphaBarAtStep(u)).ToArray();
-        var alpha = tensor(ab.Select(a => Math.Sqrt(a)).ToArray(), dtype: x.dtype).reshape(-1, 1);
-        var sigma = tensor(ab.Select(a => Math.Sqrt(1 - a)).ToArray(), dtype: x.dtype).reshape(-1, 1);
+        var alpha = step.Alpha.to_type(x.dtype).reshape(-1, 1);
+        var sigma = step.Sigma.to_type(x.dtype).reshape(-1, 1);
         var eps = -sigma * Mixture.Score(x, alpha, sigma);
         return eps.MoveToOuterDisposeScope();
     }
-
-    private bool IsInteger(double u) => u >= 0 && u < schedule.T && u == Math.Floor(u);
 }

@@ -54,9 +54,9 @@ public sealed class HyperLayer : Module<Tensor, Tensor, Tensor>
 /// realised by a latent z = g_ξ(x_t, η, t) with η ~ N(0, I) of x's shape, which conditions the
 /// denoiser through <see cref="HyperLayer"/>s. For images g_ξ is a small UNet on concat[x_t, η]
 /// giving a per-pixel latent map (default 100 channels); for vectors an MLP giving a latent vector
-/// (default 16). Each forward pass draws a fresh η from <see cref="NoiseSource"/>: one η per example in
-/// training, a fresh η at every step of every sampler, so a deterministic sampler is deterministic
-/// given the seed of that generator.
+/// (default 16). η is an input of the network (<see cref="ForwardWithNoise"/>); the denoiser stack draws it
+/// (<see cref="NetworkDenoiser"/>, from the generator it is given): one η per example in training, a fresh η
+/// at every step of every sampler, so a deterministic sampler is deterministic given that generator's seed.
 /// </summary>
 /// <remarks>
 /// Caution (METHODS.md §5): with a squared-error loss and η independent of the target, the loss
@@ -68,9 +68,6 @@ public sealed class SmdNetwork : DenoiserNetwork
     private readonly DenoiserNetwork latent;
     private readonly DenoiserNetwork backbone;
 
-    /// <summary>Where η comes from; null = libtorch's global generator.</summary>
-    public Generator? NoiseSource { get; set; }
-
     public override long[] ExampleShape => backbone.ExampleShape;
 
     public SmdNetwork(DenoiserNetwork latentNetwork, DenoiserNetwork conditionedBackbone) : base(nameof(SmdNetwork))
@@ -80,14 +77,14 @@ public sealed class SmdNetwork : DenoiserNetwork
         RegisterComponents();
     }
 
-    public override Tensor forward(Tensor x, Tensor t)
-    {
-        using var eta = randn(x.shape, dtype: x.dtype, device: x.device, generator: NoiseSource);
-        return ForwardWithNoise(x, t, eta);
-    }
+    public override bool TakesNoise => true;
 
-    /// <summary>The denoiser's output for a given η (tests and analysis).</summary>
-    public Tensor ForwardWithNoise(Tensor x, Tensor t, Tensor eta)
+    /// <summary>Not defined without η: call <see cref="ForwardWithNoise"/>, or go through a <see cref="NetworkDenoiser"/>, which draws η.</summary>
+    public override Tensor forward(Tensor x, Tensor t) =>
+        throw new InvalidOperationException("the soft-mixture network needs its noise input η: call ForwardWithNoise or sample through DenoiserStack");
+
+    /// <summary>The denoiser's output for the noise input η (same shape as x).</summary>
+    public override Tensor ForwardWithNoise(Tensor x, Tensor t, Tensor eta)
     {
         using var scope = NewDisposeScope();
         var z = latent.call(cat([x, eta], 1), t);

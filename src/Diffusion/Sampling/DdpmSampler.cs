@@ -8,16 +8,23 @@ namespace Diffusion.Sampling;
 /// DDPM ancestral sampling, optionally respaced (improved-diffusion's way: a new schedule keeps ᾱ at
 /// the visited steps, β_i = 1 − ᾱ_{t_i}/ᾱ_{t_{i−1}}). Each step: x̂0 from the model (clipped to
 /// [−1, 1] if asked), the posterior mean μ = c₀·x̂0 + c_t·x_t, and x ← μ + σ·z with
-/// σ² = β̃ ("fixed-small") or β ("fixed-large"); no noise at the last step.
+/// σ² = β̃ ("fixed-small") or β ("fixed-large"); no noise at the last step (<see cref="NoiseSchedule.AncestralStep"/>).
 /// </summary>
 public sealed class DdpmSampler : ISampler
 {
+    /// <summary>The registry entry: <c>ddpm</c>, T steps by default.</summary>
+    public static readonly SamplerKind Kind = new("ddpm", "ancestral sampling (Ho et al.), respaced when steps < T",
+        [Respacing.Option, new SamplerOption("variance", "DDPM's σ²: fixed-small (β̃, default) or fixed-large (β)", Choices: ["fixed-small", "fixed-large"])],
+        T => T,
+        (c, s, clip) => new DdpmSampler(s, Respacing.Timesteps(c.Spacing, s.T, c.Steps), c.Variance == "fixed-large", clip),
+        c => $"ddpm {c.Steps} steps ({c.Spacing}, {c.Variance})");
+
     private readonly NoiseSchedule s;
     private readonly bool fixedLarge, clip;
 
     public DdpmSampler(NoiseSchedule schedule, IReadOnlyList<int> timesteps, bool fixedLarge, bool clipDenoised)
     {
-        s = timesteps.Count == schedule.T ? schedule : schedule.Respace(timesteps);
+        s = schedule.Respace(timesteps);
         this.fixedLarge = fixedLarge;
         clip = clipDenoised;
     }
@@ -29,24 +36,12 @@ public sealed class DdpmSampler : ISampler
     public Tensor Sample(IDenoiser model, Tensor xT, Generator? gen, SamplerProgress? progress = null)
     {
         var x = xT.clone();
-        long n = x.shape[0];
         for (int i = s.T - 1; i >= 0; i--)
         {
             using var scope = NewDisposeScope();
-            var t = full(n, (double)s.TimestepMap[i], dtype: ScalarType.Float64, device: x.device);
-            var alpha = Samplers.Scalar(s.SqrtAlphasCumprod[i], x);
-            var sigma = Samplers.Scalar(s.SqrtOneMinusAlphasCumprod[i], x);
-            var (_, x0) = model.EpsAndX0(x, t, alpha, sigma);
+            var (_, x0) = model.EpsAndX0(x, s.Step(i, x));
             if (clip) x0 = x0.clamp(-1.0, 1.0);
-            var mean = s.PosteriorMean(x0, x, i);
-            Tensor next;
-            if (i > 0)
-            {
-                double variance = fixedLarge ? s.Betas[i] : s.PosteriorVariance[i];
-                var z = randn(x.shape, dtype: x.dtype, device: x.device, generator: gen);
-                next = mean + z * Math.Sqrt(variance);
-            }
-            else next = mean;
+            var next = s.AncestralStep(i, x, x0, gen, fixedLarge);
             x.Dispose();
             x = next.MoveToOuterDisposeScope();
             progress?.Invoke(s.T - i, s.T);

@@ -47,6 +47,20 @@ public sealed class DpmSolver : ISampler
     public static readonly string[] Algorithms = ["dpmsolver", "dpmsolver++"];
     public static readonly string[] Methods = ["singlestep", "multistep"];
 
+    /// <summary>The registry entry: <c>dpm-solver</c>, 20 evaluations by default.</summary>
+    public static readonly SamplerKind Kind = new("dpm-solver", "DPM-Solver / DPM-Solver++ of order 1–3, singlestep or multistep",
+        [
+            new SamplerOption("algorithm", "dpm-solver: dpmsolver (noise prediction) or dpmsolver++ (data prediction, default)", Choices: Algorithms),
+            new SamplerOption("method", "dpm-solver: multistep (default) or singlestep (DPM-Solver-fast: orders ≤ --order combined to spend exactly --steps evaluations)", Choices: Methods),
+            new SamplerOption("order", "dpm-solver: 1, 2 (default) or 3; order 1 is DDIM", Choices: ["1", "2", "3"]),
+            new SamplerOption("skip", "dpm-solver: where the steps go between t = 1 and 1/N: time-uniform (default), logSNR (uniform in log-SNR) or time-quadratic", Choices: ContinuousSpacing.Names),
+            new SamplerOption("lower-order-final", "dpm-solver multistep: drop to order 2 and 1 at the last steps when steps < 10 for order 3, < 15 for order 2 (default on; --no-lower-order-final keeps the full order)", IsSwitch: true),
+            new SamplerOption("denoise-to-zero", "dpm-solver: one more evaluation at the end that returns x̂0 at t = 1/N", IsSwitch: true),
+        ],
+        T => 20,
+        (c, s, clip) => new DpmSolver(s, c.Steps, c.Order, c.Algorithm, c.Method, c.Skip, c.LowerOrderFinal, c.DenoiseToZero, clip && c.Algorithm == "dpmsolver++"),
+        c => $"{(c.Algorithm == "dpmsolver++" ? "dpm-solver++" : "dpm-solver")} {c.Method} order {c.Order}, {c.Steps} steps ({c.Skip}{(c.DenoiseToZero ? ", denoise to zero" : "")})");
+
     /// <summary>One solver step from <paramref name="From"/> to <paramref name="To"/> of order <paramref name="Order"/>; <paramref name="Inner"/> holds a singlestep update's intermediate times (Order − 1 of them).</summary>
     public sealed record Step(double From, double To, int Order, double[] Inner);
 
@@ -232,16 +246,10 @@ public sealed class DpmSolver : ISampler
     /// <summary>ε̂ (noise form) or x̂0 (data form, clipped if asked) at continuous time t; the network sees (t − 1/N)·N.</summary>
     private Tensor ModelOutput(IDenoiser model, Tensor x, double t, bool data)
     {
-        using var tt = full(x.shape[0], Vp.ModelTime(t), dtype: ScalarType.Float64, device: x.device);
-        using var alpha = Samplers.Scalar(Vp.Alpha(t), x);
-        using var sigma = Samplers.Scalar(Vp.Sigma(t), x);
-        var (eps, x0) = model.EpsAndX0(x, tt, alpha, sigma);
-        if (!data) { x0.Dispose(); return eps; }
-        eps.Dispose();
-        if (!clip) return x0;
-        var c = x0.clamp(-1.0, 1.0);
-        x0.Dispose();
-        return c;
+        using var scope = NewDisposeScope();
+        var (eps, x0) = model.EpsAndX0(x, Vp.Step(t, x));
+        if (!data) return eps.MoveToOuterDisposeScope();
+        return (clip ? x0.clamp(-1.0, 1.0) : x0).MoveToOuterDisposeScope();
     }
 
     /// <summary>L, C and ĥ of the update from s to t (see the class summary).</summary>

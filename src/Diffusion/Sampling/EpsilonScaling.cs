@@ -1,3 +1,4 @@
+using Diffusion.Config;
 using Diffusion.Models;
 using Diffusion.Schedules;
 using static TorchSharp.torch;
@@ -17,27 +18,28 @@ namespace Diffusion.Sampling;
 /// uniformly over T, their k corresponds to k·(S−1)/(T−1) here.
 /// </para>
 /// <para>
-/// For a network that predicts x0 or v the wrapper converts to ε̂ first (with ᾱ at t, exact at integer t and
-/// interpolated as in <see cref="ContinuousVp"/> otherwise) and reports ε-prediction, so every sampler's x̂0 is
+/// For a network that predicts x0 or v the wrapper converts to ε̂ first (with the step's α and σ) and reports ε-prediction, so every sampler's x̂0 is
 /// computed from the scaled ε̂, as in the authors' code. b = 1, k = 0 is the identity.
 /// </para>
 /// </summary>
 public sealed class EpsilonScaledDenoiser : IDenoiser
 {
     private readonly IDenoiser inner;
-    private readonly ContinuousVp vp;
 
     public double B { get; }
     public double K { get; }
     public Prediction Prediction => Prediction.Epsilon;
 
-    public EpsilonScaledDenoiser(IDenoiser inner, NoiseSchedule schedule, double b, double k = 0.0)
+    /// <param name="inner">The denoiser whose ε̂ is scaled (disposed with this one).</param>
+    /// <param name="T">The schedule's number of steps: λ_t must stay positive over t = 0 … T−1.</param>
+    /// <param name="b">b of λ_t = k·t + b.</param>
+    /// <param name="k">k of λ_t = k·t + b, per unit of the network's time.</param>
+    public EpsilonScaledDenoiser(IDenoiser inner, int T, double b, double k = 0.0)
     {
-        double end = b + k * (schedule.T - 1);
+        double end = b + k * (T - 1);
         if (!(b > 0) || !(end > 0))
-            throw new UserError($"epsilon scaling λ_t = {k}·t + {b} must stay positive over t = 0 … {schedule.T - 1} (it is {b} at 0 and {end} at {schedule.T - 1})");
+            throw new UserError($"epsilon scaling λ_t = {k}·t + {b} must stay positive over t = 0 … {T - 1} (it is {b} at 0 and {end} at {T - 1})");
         this.inner = inner;
-        vp = new ContinuousVp(schedule);
         B = b;
         K = k;
     }
@@ -45,32 +47,22 @@ public sealed class EpsilonScaledDenoiser : IDenoiser
     /// <summary>λ_t = k·t + b.</summary>
     public double Lambda(double t) => K * t + B;
 
-    public Tensor Predict(Tensor x, Tensor t)
+    public Tensor Predict(Tensor x, TimeStep step)
     {
         using var scope = NewDisposeScope();
-        var output = inner.Predict(x, t);
+        var eps = inner.Prediction == Prediction.Epsilon ? inner.Predict(x, step) : inner.Eps(x, step);
         var shape = new long[x.dim()];
         Array.Fill(shape, 1L);
         shape[0] = -1;
-        Tensor eps = output;
-        if (inner.Prediction != Prediction.Epsilon)
-        {
-            var ab = t.to_type(ScalarType.Float64).cpu().data<double>().Select(vp.AlphaBarAtStep).ToArray();
-            var alpha = tensor(ab.Select(Math.Sqrt).ToArray(), dtype: x.dtype, device: x.device).reshape(shape);
-            var sigma = tensor(ab.Select(a => Math.Sqrt(1 - a)).ToArray(), dtype: x.dtype, device: x.device).reshape(shape);
-            eps = Parameterization.EpsAndX0(inner.Prediction, output, x, alpha, sigma).Eps;
-        }
-        var lambda = (t.to_type(ScalarType.Float64) * K + B).to_type(x.dtype).to(x.device).reshape(shape);
+        var lambda = (step.T.to_type(ScalarType.Float64) * K + B).to_type(x.dtype).to(x.device).reshape(shape);
         return (eps / lambda).MoveToOuterDisposeScope();
     }
+
+    public void Dispose() => inner.Dispose();
 }
 
-/// <summary>Any sampler run with its denoiser wrapped in <see cref="EpsilonScaledDenoiser"/>.</summary>
-public sealed class EpsilonScaledSampler(ISampler inner, NoiseSchedule schedule, double b, double k) : ISampler
+/// <summary>The settings of epsilon scaling, λ_t = k·t + b; null from <see cref="From"/> when it is off (b = 1, k = 0).</summary>
+public sealed record EpsilonScaling(double B, double K)
 {
-    public ISampler Inner { get; } = inner;
-    public int Evaluations => Inner.Evaluations;
-
-    public Tensor Sample(IDenoiser model, Tensor xT, Generator? gen, SamplerProgress? progress = null) =>
-        Inner.Sample(new EpsilonScaledDenoiser(model, schedule, b, k), xT, gen, progress);
+    public static EpsilonScaling? From(SampleConfig cfg) => cfg.UsesEpsScaling() ? new EpsilonScaling(cfg.EpsScaleB, cfg.EpsScaleK) : null;
 }

@@ -19,19 +19,13 @@ public sealed class ProbabilityFlowRk4(NoiseSchedule schedule, int steps) : ISam
     public Tensor Sample(IDenoiser model, Tensor xT, Generator? gen, SamplerProgress? progress = null)
     {
         if (steps < 1) throw new UserError($"--steps must be at least 1, got {steps}");
-        long n = xT.shape[0];
         double l0 = Vp.Lambda(Vp.TMax), l1 = Vp.Lambda(Vp.TMin), h = (l1 - l0) / steps;
         static double Sigma(double lam) => 1 / Math.Sqrt(1 + Math.Exp(2 * lam));
         Tensor F(Tensor y, double lam)
         {
-            using var tt = full(n, Vp.ModelTime(Vp.InverseLambda(lam)), dtype: ScalarType.Float64, device: y.device);
-            using var x = y * Sigma(lam);
-            using var output = model.Predict(x, tt);
-            using var alpha = Samplers.Scalar(Math.Sqrt(1 - Sigma(lam) * Sigma(lam)), x);
-            using var sigma = Samplers.Scalar(Sigma(lam), x);
-            var (eps, x0) = Parameterization.EpsAndX0(model.Prediction, output, x, alpha, sigma);
-            x0.Dispose();
-            using (eps) return y - eps;
+            using var scope = NewDisposeScope();
+            var x = y * Sigma(lam);
+            return (y - model.Eps(x, Vp.StepAtLambda(lam, x))).MoveToOuterDisposeScope();
         }
         var y = xT / Sigma(l0);
         for (int i = 0; i < steps; i++)

@@ -1,13 +1,14 @@
 using Diffusion.Models;
+using Diffusion.Schedules;
 using Diffusion.Training;
-using static TorchSharp.torch;
 
 namespace Diffusion.Sampling;
 
 /// <summary>
-/// Wraps a denoiser trained with E-TSDM so that every sampler asks it at f(t) instead of t
-/// (METHODS.md §3). Samplers keep using the true t for the noise level; only the network's time
-/// condition changes. Applied automatically to checkpoints whose config has time sharing on.
+/// E-TSDM's time sharing (METHODS.md §3) as the one place it is applied: the network is asked at f(t) instead of
+/// t, while the noise level of the step (α, σ) is untouched. <see cref="DenoiserStack"/> puts it into every
+/// denoiser of a run trained with time sharing, so the training objective, the consistency chain, every sampler
+/// and every diagnostic ask the network the same way, real-valued times included.
 /// </summary>
 public sealed class TimeSharedDenoiser(IDenoiser inner, TimeSharing sharing) : IDenoiser
 {
@@ -15,9 +16,11 @@ public sealed class TimeSharedDenoiser(IDenoiser inner, TimeSharing sharing) : I
     public TimeSharing Sharing { get; } = sharing;
     public Prediction Prediction => Inner.Prediction;
 
-    public Tensor Predict(Tensor x, Tensor t)
+    public TorchSharp.torch.Tensor Predict(TorchSharp.torch.Tensor x, TimeStep step)
     {
-        using var ft = Sharing.Map(t);
-        return Inner.Predict(x, ft);
+        using var ft = Sharing.Map(step.T);
+        return Inner.Predict(x, step.WithTime(ft));
     }
+
+    public void Dispose() => Inner.Dispose();
 }

@@ -1,3 +1,5 @@
+using static TorchSharp.torch;
+
 namespace Diffusion.Schedules;
 
 /// <summary>
@@ -113,6 +115,35 @@ public sealed class ContinuousVp
     /// <summary>ᾱ at a real-valued discrete time u: the discrete ᾱ_n itself (bit for bit) at an integer u = n of the grid, interpolated otherwise.</summary>
     public double AlphaBarAtStep(double u) =>
         u >= 0 && u < N && u == Math.Floor(u) ? _alphaBar[(int)u] : AlphaBar(TimeOfStep(u));
+
+    /// <summary>The step at continuous time t for a batch like <paramref name="like"/>: network time (t − 1/N)·N, α(t), σ(t).</summary>
+    public TimeStep Step(double t, Tensor like) => TimeStep.Uniform(ModelTime(t), Alpha(t), Sigma(t), like);
+
+    /// <summary>The step at half log-SNR λ: network time of t = λ⁻¹(λ), α = √(1 − σ²), σ = 1/√(1 + e^{2λ}) (exact in λ, for ODE solvers in λ).</summary>
+    public TimeStep StepAtLambda(double lambda, Tensor like)
+    {
+        double sigma = 1 / Math.Sqrt(1 + Math.Exp(2 * lambda));
+        return TimeStep.Uniform(ModelTime(InverseLambda(lambda)), Math.Sqrt(1 - sigma * sigma), sigma, like);
+    }
+
+    /// <summary>The step at a real-valued network time u (0 … N−1): ᾱ as <see cref="AlphaBarAtStep"/> gives it (exact at integers).</summary>
+    public TimeStep StepAtModelTime(double u, Tensor like)
+    {
+        double ab = AlphaBarAtStep(u);
+        return TimeStep.Uniform(u, Math.Sqrt(ab), Math.Sqrt(1 - ab), like);
+    }
+
+    /// <summary>Per-row steps at real-valued network times <paramref name="u"/> (one per row of <paramref name="like"/>), α and σ shaped [N, 1, …].</summary>
+    public TimeStep StepsAtModelTimes(IReadOnlyList<double> u, Tensor like)
+    {
+        var ab = u.Select(AlphaBarAtStep).ToArray();
+        var shape = new long[like.dim()];
+        Array.Fill(shape, 1L);
+        shape[0] = -1;
+        return new TimeStep(tensor(u.ToArray(), dtype: ScalarType.Float64, device: like.device),
+            tensor(ab.Select(Math.Sqrt).ToArray(), dtype: like.dtype, device: like.device).reshape(shape),
+            tensor(ab.Select(a => Math.Sqrt(1 - a)).ToArray(), dtype: like.dtype, device: like.device).reshape(shape));
+    }
 
     /// <summary>e^x − 1, accurate for small |x|.</summary>
     internal static double ExpM1(double x) => Math.Abs(x) < 1e-5 ? x + 0.5 * x * x + x * x * x / 6.0 : Math.Exp(x) - 1.0;

@@ -23,8 +23,6 @@ public sealed class NoiseSchedule
     public double[] Snr { get; }
     /// <summary>β̃_t = β_t (1 − ᾱ_{t−1}) / (1 − ᾱ_t); zero at t = 0.</summary>
     public double[] PosteriorVariance { get; }
-    /// <summary>log β̃_t with β̃_0 replaced by β̃_1 (finite at t = 0, as in improved-diffusion).</summary>
-    public double[] PosteriorLogVarianceClipped { get; }
     /// <summary>Coefficient of x0 in the posterior mean: √ᾱ_{t−1} β_t / (1 − ᾱ_t).</summary>
     public double[] PosteriorMeanCoefX0 { get; }
     /// <summary>Coefficient of x_t in the posterior mean: √α_t (1 − ᾱ_{t−1}) / (1 − ᾱ_t).</summary>
@@ -36,12 +34,10 @@ public sealed class NoiseSchedule
     /// </summary>
     public int[] TimestepMap { get; }
 
-    /// <summary>T of the schedule this one was respaced from (T itself when not respaced).</summary>
-    public int OriginalT { get; }
+    public NoiseSchedule(double[] betas) : this(betas, Enumerable.Range(0, betas.Length).ToArray(), null) { }
 
-    public NoiseSchedule(double[] betas) : this(betas, Enumerable.Range(0, betas.Length).ToArray(), betas.Length) { }
-
-    private NoiseSchedule(double[] betas, int[] timestepMap, int originalT)
+    // alphasCumprod, when given, is kept exactly (a respaced schedule keeps ᾱ of the visited steps bit for bit).
+    private NoiseSchedule(double[] betas, int[] timestepMap, double[]? alphasCumprod)
     {
         if (betas.Length == 0) throw new ArgumentException("a schedule needs at least one β");
         for (int i = 0; i < betas.Length; i++)
@@ -49,7 +45,6 @@ public sealed class NoiseSchedule
                 throw new ArgumentException($"β[{i}] = {betas[i]} is outside (0, 1]");
         Betas = (double[])betas.Clone();
         TimestepMap = timestepMap;
-        OriginalT = originalT;
         int n = betas.Length;
         Alphas = new double[n];
         AlphasCumprod = new double[n];
@@ -58,7 +53,6 @@ public sealed class NoiseSchedule
         SqrtOneMinusAlphasCumprod = new double[n];
         Snr = new double[n];
         PosteriorVariance = new double[n];
-        PosteriorLogVarianceClipped = new double[n];
         PosteriorMeanCoefX0 = new double[n];
         PosteriorMeanCoefXt = new double[n];
         double prod = 1.0;
@@ -66,7 +60,7 @@ public sealed class NoiseSchedule
         {
             Alphas[t] = 1.0 - Betas[t];
             AlphasCumprodPrev[t] = prod;
-            prod *= Alphas[t];
+            prod = alphasCumprod is null ? prod * Alphas[t] : alphasCumprod[t];
             AlphasCumprod[t] = prod;
             SqrtAlphasCumprod[t] = Math.Sqrt(prod);
             SqrtOneMinusAlphasCumprod[t] = Math.Sqrt(1.0 - prod);
@@ -76,8 +70,22 @@ public sealed class NoiseSchedule
             PosteriorMeanCoefX0[t] = Math.Sqrt(AlphasCumprodPrev[t]) * Betas[t] / oneMinus;
             PosteriorMeanCoefXt[t] = Math.Sqrt(Alphas[t]) * (1.0 - AlphasCumprodPrev[t]) / oneMinus;
         }
-        for (int t = 0; t < n; t++)
-            PosteriorLogVarianceClipped[t] = Math.Log(t == 0 ? (n > 1 ? PosteriorVariance[1] : Betas[0]) : PosteriorVariance[t]);
+        Fingerprint = ComputeFingerprint(Betas);
+    }
+
+    /// <summary>
+    /// "sha256:" and the first 16 hex digits of SHA-256 over T (int32, little-endian) and β (float64, little-endian):
+    /// checkpoints store it, so a schedule rebuilt from a config whose formula has since changed is refused, not used.
+    /// </summary>
+    public string Fingerprint { get; }
+
+    private static string ComputeFingerprint(double[] betas)
+    {
+        var bytes = new byte[4 + 8 * betas.Length];
+        System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(bytes, betas.Length);
+        for (int i = 0; i < betas.Length; i++)
+            System.Buffers.Binary.BinaryPrimitives.WriteDoubleLittleEndian(bytes.AsSpan(4 + 8 * i), betas[i]);
+        return "sha256:" + Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(bytes))[..16];
     }
 
     /// <summary>β from 1e-4 to 0.02 over T steps, both ends scaled by 1000/T (DDPM; improved-diffusion).</summary>
@@ -117,15 +125,17 @@ public sealed class NoiseSchedule
     }
 
     /// <summary>
-    /// A new schedule over a subset of this one's steps (improved-diffusion's respacing):
-    /// ᾱ is kept at the chosen steps and β_i = 1 − ᾱ_{t_i}/ᾱ_{t_{i−1}}. Its <see cref="TimestepMap"/>
-    /// gives the original times, which is what the network is given.
+    /// A new schedule over a subset of this one's steps (improved-diffusion's respacing), the one respacing
+    /// mechanism of every discrete sampler: ᾱ is kept at the chosen steps (bit for bit) and
+    /// β_i = 1 − ᾱ_{t_i}/ᾱ_{t_{i−1}}. Its <see cref="TimestepMap"/> gives the original times, which is what the
+    /// network is given. Respacing with every step returns this schedule itself.
     /// </summary>
     public NoiseSchedule Respace(IReadOnlyList<int> useTimesteps)
     {
         var steps = useTimesteps.Distinct().OrderBy(x => x).ToArray();
         if (steps.Length == 0) throw new ArgumentException("respacing needs at least one timestep");
         if (steps[0] < 0 || steps[^1] >= T) throw new ArgumentException($"respaced timesteps must lie in [0, {T})");
+        if (steps.Length == T) return this;
         var betas = new double[steps.Length];
         double last = 1.0;
         for (int i = 0; i < steps.Length; i++)
@@ -134,11 +144,32 @@ public sealed class NoiseSchedule
             betas[i] = 1.0 - ab / last;
             last = ab;
         }
-        return new NoiseSchedule(betas, steps.Select(s => TimestepMap[s]).ToArray(), OriginalT);
+        return new NoiseSchedule(betas, steps.Select(s => TimestepMap[s]).ToArray(), steps.Select(s => AlphasCumprod[s]).ToArray());
     }
 
-    /// <summary>The mean of q(x_{t−1} | x_t, x0) at integer step t: c₀·x0 + c_t·x_t.</summary>
-    public Tensor PosteriorMean(Tensor x0, Tensor xt, int t) => x0 * PosteriorMeanCoefX0[t] + xt * PosteriorMeanCoefXt[t];
+    /// <summary>Step i of this schedule for a batch like <paramref name="like"/>: the network time <see cref="TimestepMap"/>[i] with α = √ᾱ_i, σ = √(1 − ᾱ_i).</summary>
+    public TimeStep Step(int i, Tensor like) => TimeStep.Uniform(TimestepMap[i], SqrtAlphasCumprod[i], SqrtOneMinusAlphasCumprod[i], like);
+
+    /// <summary>Per-example steps at integer indices <paramref name="t"/> ([N], any integer dtype) for x0 of dtype <paramref name="dtype"/> and rank <paramref name="rank"/>.</summary>
+    public TimeStep Steps(Tensor t, int rank, ScalarType dtype)
+    {
+        var map = Gather(TimestepMap.Select(v => (double)v).ToArray(), t, 1);
+        return new TimeStep(map, Gather(SqrtAlphasCumprod, t, rank).to_type(dtype), Gather(SqrtOneMinusAlphasCumprod, t, rank).to_type(dtype));
+    }
+
+    /// <summary>
+    /// One ancestral (posterior) step from step i to i − 1 given the model's x̂0: the mean of q(x_{i−1} | x_i, x̂0),
+    /// c₀·x̂0 + c_t·x_i, plus √variance·z when i &gt; 0 (variance β̃_i, or β_i when <paramref name="fixedLarge"/>);
+    /// z is drawn from <paramref name="gen"/> only when it is used. Shared by the DDPM sampler and the consistency chain.
+    /// </summary>
+    public Tensor AncestralStep(int i, Tensor x, Tensor x0, Generator? gen, bool fixedLarge = false)
+    {
+        var mean = x0 * PosteriorMeanCoefX0[i] + x * PosteriorMeanCoefXt[i];
+        if (i == 0) return mean;
+        double variance = fixedLarge ? Betas[i] : PosteriorVariance[i];
+        var z = randn(x.shape, dtype: x.dtype, device: x.device, generator: gen);
+        return mean + z * Math.Sqrt(variance);
+    }
 
     /// <summary>Gathers <paramref name="values"/> at integer times t (shape [N]) as a float64 tensor of shape [N, 1, …] for broadcasting against a tensor of rank <paramref name="rank"/>.</summary>
     public static Tensor Gather(double[] values, Tensor t, int rank)

@@ -5,6 +5,9 @@ public static class Respacing
 {
     public static readonly string[] Names = ["ddim-stride", "uniform", "quadratic"];
 
+    /// <summary>The <c>spacing</c> option of the discrete samplers (ddpm, ddim).</summary>
+    public static readonly Sampling.SamplerOption Option = new("spacing", "ddpm/ddim: which steps: ddim-stride, uniform (default) or quadratic", Choices: Names);
+
     /// <summary>
     /// The ascending list of <paramref name="steps"/> timesteps in [0, T) chosen by <paramref name="spacing"/>:
     /// <list type="bullet">

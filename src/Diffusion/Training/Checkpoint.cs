@@ -25,6 +25,18 @@ public sealed class CheckpointHeader
     /// <summary>Training wall time so far, seconds.</summary>
     public double ElapsedSeconds { get; set; }
     public string CreatedUtc { get; set; } = "";
+    /// <summary>
+    /// <see cref="Schedules.NoiseSchedule.Fingerprint"/> of the schedule the run was trained with (empty in checkpoints
+    /// written before fingerprints existed, which are not checked).
+    /// </summary>
+    public string ScheduleFingerprint { get; set; } = "";
+
+    /// <summary>Refuses a schedule rebuilt from the saved config that is not the one the run was trained with.</summary>
+    public void CheckSchedule(Schedules.NoiseSchedule rebuilt, string path)
+    {
+        if (ScheduleFingerprint != "" && ScheduleFingerprint != rebuilt.Fingerprint)
+            throw new UserError($"checkpoint {path}: its schedule has fingerprint {ScheduleFingerprint}, but the schedule its config describes is now {rebuilt.Fingerprint} (the schedule's formula changed); refusing to use the weights with a different ᾱ");
+    }
 
     public RunConfig RunConfig(string origin) => ConfigLoader.FromTree((JsonObject)Config.DeepClone(), origin);
 }

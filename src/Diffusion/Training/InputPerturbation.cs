@@ -1,3 +1,4 @@
+using Diffusion.Schedules;
 using static TorchSharp.torch;
 
 namespace Diffusion.Training;

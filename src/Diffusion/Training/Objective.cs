@@ -5,104 +5,80 @@ using static TorchSharp.torch;
 
 namespace Diffusion.Training;
 
-/// <summary>One draw of the forward process for a batch: t ~ U{0 … T−1}, ε ~ N(0, I), x_t = α·x0 + σ·ε.</summary>
-public sealed class ForwardDraw
+/// <summary>
+/// A term of the training objective. Each remedy that changes the loss owns its piece: the denoising term (with
+/// the loss weighting and the input perturbation) and the consistency regulariser are terms; E-TSDM's time sharing
+/// and SMD's latent noise are layers of the denoiser the terms are given (<see cref="Sampling.DenoiserStack"/>).
+/// </summary>
+public interface ILossTerm
 {
-    public required Tensor X0 { get; init; }
-    /// <summary>Integer times, int64 [N].</summary>
-    public required Tensor T { get; init; }
-    public required Tensor Eps { get; init; }
-    /// <summary>√ᾱ_t, [N, 1, …] in x0's dtype (broadcasts against x).</summary>
-    public required Tensor Alpha { get; init; }
-    /// <summary>√(1 − ᾱ_t), [N, 1, …].</summary>
-    public required Tensor Sigma { get; init; }
-    public required Tensor Xt { get; init; }
+    /// <summary>Names of the parts this term reports that go into the run's log beside the loss (e.g. "consistency").</summary>
+    IReadOnlyList<string> LogParts { get; }
 
-    /// <summary>Draws t and ε for <paramref name="x0"/> from <paramref name="gen"/> (t first, then ε).</summary>
-    public static ForwardDraw Sample(NoiseSchedule schedule, Tensor x0, Generator gen)
+    /// <summary>The term's contribution to the loss (a scalar with a graph to the network's parameters); its parts go into <paramref name="parts"/> when given.</summary>
+    Tensor Loss(IDenoiser model, Tensor x0, Generator gen, IDictionary<string, double>? parts);
+}
+
+/// <summary>
+/// The training objective, a sum of terms:
+/// <code>
+///   loss = mean_i w(t_i)·A²(t_i)·‖f_θ(y_i, t_i) − target_i‖²  +  λ·MMD²(chain, forward)
+/// </code>
+/// <list type="bullet">
+/// <item><see cref="DenoisingLoss"/>: the baseline "simple" loss with the target of the network's parameterisation,
+/// its <see cref="LossWeighting"/> (w and A²) and <see cref="InputPerturbation"/> (the input y = x_t + σ·γ·ξ);</item>
+/// <item><see cref="ConsistencyRegularizer"/>: the MMD² term with weight λ, when on.</item>
+/// </list>
+/// The denoiser the terms are given carries E-TSDM's time condition and SMD's η. Random draws, in order: t, ε
+/// (the forward draw), ξ (perturbation), η (SMD), then the regulariser's. With every remedy off this is exactly
+/// the baseline and draws exactly what the baseline draws.
+/// </summary>
+public sealed class DiffusionObjective(IReadOnlyList<ILossTerm> terms)
+{
+    public IReadOnlyList<ILossTerm> Terms { get; } = terms;
+
+    /// <summary>The baseline objective (no remedy).</summary>
+    public DiffusionObjective(NoiseSchedule schedule, Prediction prediction) : this([new DenoisingLoss(schedule, prediction)]) { }
+
+    /// <summary>The objective a run's config asks for.</summary>
+    public static DiffusionObjective From(RunConfig cfg, NoiseSchedule schedule)
     {
-        long n = x0.shape[0];
-        var t = randint(0, schedule.T, [n], dtype: ScalarType.Int64, generator: gen);
-        var eps = randn(x0.shape, dtype: x0.dtype, generator: gen);
-        return At(schedule, x0, t, eps);
+        var prediction = Parameterization.Parse(cfg.Model.Prediction);
+        var terms = new List<ILossTerm> { new DenoisingLoss(schedule, prediction, LossWeighting.From(cfg), cfg.Perturbation.Gamma) };
+        if (cfg.Consistency.Weight > 0) terms.Add(new ConsistencyRegularizer(schedule, cfg.Consistency.MaxSteps, cfg.Consistency.Weight));
+        return new DiffusionObjective(terms);
     }
 
-    /// <summary>The draw for given times and noise.</summary>
-    public static ForwardDraw At(NoiseSchedule schedule, Tensor x0, Tensor t, Tensor eps)
+    /// <summary>The parts the terms report for the log, in order.</summary>
+    public IReadOnlyList<string> LogParts => Terms.SelectMany(t => t.LogParts).ToList();
+
+    /// <summary>The batch loss, the sum of the terms; <paramref name="parts"/> receives every term's named components.</summary>
+    public Tensor Loss(IDenoiser model, Tensor x0, Generator gen, IDictionary<string, double>? parts = null)
     {
-        int rank = (int)x0.dim();
-        var alpha = NoiseSchedule.Gather(schedule.SqrtAlphasCumprod, t, rank).to_type(x0.dtype);
-        var sigma = NoiseSchedule.Gather(schedule.SqrtOneMinusAlphasCumprod, t, rank).to_type(x0.dtype);
-        var xt = Parameterization.QSample(x0, eps, alpha, sigma);
-        return new ForwardDraw { X0 = x0, T = t, Eps = eps, Alpha = alpha, Sigma = sigma, Xt = xt };
+        var loss = Terms[0].Loss(model, x0, gen, parts);
+        for (int i = 1; i < Terms.Count; i++) loss = loss + Terms[i].Loss(model, x0, gen, parts);
+        return loss;
     }
 }
 
 /// <summary>
-/// The training objective, a sum of terms each owned by its remedy:
-/// <code>
-///   loss = mean_i w(t_i)·A²(t_i)·‖f_θ(y_i, f(t_i)) − target_i‖²  +  λ·MMD²(chain, forward)
-/// </code>
-/// <list type="bullet">
-/// <item>the baseline "simple" loss with the target of the network's parameterisation (ε, x0 or v);</item>
-/// <item><see cref="LossWeighting"/>: w and A² (weight defined on the ε-error, converted exactly);</item>
-/// <item><see cref="InputPerturbation"/>: the network input y = x_t + σ·γ·ξ, the target unchanged;</item>
-/// <item><see cref="TimeSharing"/>: the network's time condition f(t) (E-TSDM), the noise level untouched;</item>
-/// <item><see cref="ConsistencyRegularizer"/>: the MMD² term with weight λ;</item>
-/// <item>soft mixture denoising lives in the network (<see cref="SmdNetwork"/>), which draws one η per example.</item>
-/// </list>
-/// Random draws, in order: t, ε (the forward draw), ξ (perturbation), η (SMD), then the regulariser's.
-/// With every remedy off this is exactly the baseline and draws exactly what the baseline draws.
+/// The denoising term: mean_i w(t_i)·A²(t_i)·‖f_θ(y_i, t_i) − target_i‖² over one forward draw per example, with the
+/// weighting of <see cref="LossWeighting"/> and the perturbed input of <see cref="InputPerturbation"/> (γ = 0: none).
+/// Parts: "mse" (unweighted, in the network's parameterisation) and "weighted" (this term); neither is logged.
 /// </summary>
-public sealed class DiffusionObjective
+public sealed class DenoisingLoss(NoiseSchedule schedule, Prediction prediction, LossWeighting? weighting = null, double perturbationGamma = 0) : ILossTerm
 {
-    public NoiseSchedule Schedule { get; }
-    public Prediction Prediction { get; }
-    public LossWeighting Weighting { get; }
-    public double PerturbationGamma { get; }
-    public TimeSharing? Sharing { get; }
-    public double ConsistencyWeight { get; }
-    public ConsistencyRegularizer? Consistency { get; }
+    public NoiseSchedule Schedule { get; } = schedule;
+    public Prediction Prediction { get; } = prediction;
+    public LossWeighting Weighting { get; } = weighting ?? new LossWeighting("constant");
+    public double PerturbationGamma { get; } = perturbationGamma;
+    public IReadOnlyList<string> LogParts => [];
 
-    /// <summary>The baseline objective (no remedy).</summary>
-    public DiffusionObjective(NoiseSchedule schedule, Prediction prediction)
-        : this(schedule, prediction, new LossWeighting("constant"), 0, null, 0, 5) { }
-
-    public DiffusionObjective(NoiseSchedule schedule, Prediction prediction, LossWeighting weighting, double perturbationGamma,
-                              TimeSharing? sharing, double consistencyWeight, int consistencyMaxSteps)
-    {
-        Schedule = schedule;
-        Prediction = prediction;
-        Weighting = weighting;
-        PerturbationGamma = perturbationGamma;
-        Sharing = sharing;
-        ConsistencyWeight = consistencyWeight;
-        if (consistencyWeight > 0) Consistency = new ConsistencyRegularizer(schedule, prediction, consistencyMaxSteps, sharing);
-    }
-
-    /// <summary>The objective a run's config asks for.</summary>
-    public static DiffusionObjective From(RunConfig cfg, NoiseSchedule schedule) =>
-        new(schedule, Parameterization.Parse(cfg.Model.Prediction), LossWeighting.From(cfg), cfg.Perturbation.Gamma,
-            TimeSharing.From(cfg), cfg.Consistency.Weight, cfg.Consistency.MaxSteps);
-
-    /// <summary>The time condition the network is given for integer times t (f(t) under time sharing), float32.</summary>
-    public Tensor TimeCondition(Tensor t)
-    {
-        if (Sharing is null) return t.to_type(ScalarType.Float32);
-        using var f = Sharing.Map(t);
-        return f.to_type(ScalarType.Float32);
-    }
-
-    /// <summary>
-    /// The batch loss (a scalar with a graph to the network's parameters). <paramref name="parts"/>
-    /// receives named components for the log: "mse" (unweighted, in the network's parameterisation),
-    /// "weighted" (the weighted denoising term) and, when on, "consistency" (R, before λ).
-    /// </summary>
-    public Tensor Loss(DenoiserNetwork net, Tensor x0, Generator gen, IDictionary<string, double>? parts = null)
+    public Tensor Loss(IDenoiser model, Tensor x0, Generator gen, IDictionary<string, double>? parts)
     {
         var draw = ForwardDraw.Sample(Schedule, x0, gen);
         var input = InputPerturbation.Apply(draw, PerturbationGamma, gen);
-        var output = net.call(input, TimeCondition(draw.T));
+        var output = model.Predict(input, draw.Step);
         var target = Parameterization.Target(Prediction, draw.X0, draw.Eps, draw.Alpha, draw.Sigma);
         var perExample = (output - target).pow(2).flatten(1).mean([1]);
         Tensor loss = Weighting.Name == "constant" && Prediction == Prediction.Epsilon
@@ -112,12 +88,6 @@ public sealed class DiffusionObjective
         {
             parts["mse"] = perExample.mean().item<float>();
             parts["weighted"] = loss.item<float>();
-        }
-        if (Consistency is not null)
-        {
-            var r = Consistency.Compute(net, x0, gen, out _);
-            if (parts is not null) parts["consistency"] = r.item<float>();
-            loss = loss + ConsistencyWeight * r;
         }
         return loss;
     }

@@ -42,6 +42,7 @@ public sealed class Trainer : IDisposable
     private readonly DiffusionObjective objective;
     private readonly Generator gen;
     private DenoiserNetwork model = null!;
+    private IDenoiser trainingDenoiser = null!;
     private Ema ema = null!;
     private AdamW optimizer = null!;
     private long step;
@@ -86,7 +87,8 @@ public sealed class Trainer : IDisposable
     {
         torch.manual_seed(cfg.Train.Seed);
         model = ModelFactory.Create(cfg, data.ExampleShape);
-        if (model is SmdNetwork smd) smd.NoiseSource = gen; // one η per example, from the training generator
+        // The denoiser the objective asks: time sharing when on, SMD's η (one per example) from the training generator.
+        trainingDenoiser = DenoiserStack.ForNetwork(cfg, model, gen, ownsNoise: false);
         ema = new Ema(ModelFactory.Create(cfg, data.ExampleShape), cfg.Ema.Decay, cfg.Ema.Warmup);
         ema.CopyFrom(model);
         ema.Shadow.eval();
@@ -111,6 +113,7 @@ public sealed class Trainer : IDisposable
         var (header, sections) = Checkpoint.Read(CheckpointPath);
         if (!header.ExampleShape.SequenceEqual(data.ExampleShape))
             throw new UserError($"--resume: the checkpoint was trained on examples of shape [{string.Join(", ", header.ExampleShape)}], the data has [{string.Join(", ", data.ExampleShape)}]");
+        header.CheckSchedule(schedule, CheckpointPath);
         Build();
         Checkpoint.LoadModule(CheckpointPath, sections, "model", model);
         Checkpoint.LoadModule(CheckpointPath, sections, "ema", ema.Shadow);
@@ -215,7 +218,7 @@ public sealed class Trainer : IDisposable
             using (var scope = NewDisposeScope())
             {
                 var x0 = Batch(step);
-                var loss = objective.Loss(model, x0, gen, objective.Consistency is null ? null : parts);
+                var loss = objective.Loss(trainingDenoiser, x0, gen, objective.LogParts.Count == 0 ? null : parts);
                 optimizer.zero_grad();
                 loss.backward();
                 gradNorm = nn.utils.clip_grad_norm_(parameters, cfg.Train.GradClip > 0 ? cfg.Train.GradClip : double.PositiveInfinity);
@@ -236,7 +239,7 @@ public sealed class Trainer : IDisposable
             {
                 double secs = intervalWatch.Elapsed.TotalSeconds;
                 var e = new LogEntry(step, lossSum / inInterval, gradSum / inInterval, lr, inInterval * cfg.Train.BatchSize / Math.Max(secs, 1e-9),
-                                     objective.Consistency is null ? null : consistencySum / inInterval);
+                                     objective.LogParts.Contains("consistency") ? consistencySum / inInterval : null);
                 log.WriteLine(JsonSerializer.Serialize(e, LogJson));
                 log.Flush();
                 lossSum = gradSum = consistencySum = 0; inInterval = 0;
@@ -287,6 +290,7 @@ public sealed class Trainer : IDisposable
             Step = step,
             GeneratorState = Convert.ToBase64String(g.data<byte>().ToArray()),
             GlobalRngState = Convert.ToBase64String(r.data<byte>().ToArray()),
+            ScheduleFingerprint = schedule.Fingerprint,
             ElapsedSeconds = elapsedSeconds,
         };
         Checkpoint.Save(CheckpointPath, header, model, ema.Shadow, optimizer);
@@ -303,7 +307,8 @@ public sealed class Trainer : IDisposable
         using (no_grad())
         {
             using var xT = randn(shape, generator: g);
-            samples = sampler.Sample(TrainedModel.Wrap(cfg, ema.Shadow, cfg.Train.Seed + 12345), xT, g, progress);
+            using var denoiser = DenoiserStack.ForSampling(cfg, ema.Shadow, cfg.Train.Seed + 12345, cfg.Sample);
+            samples = sampler.Sample(denoiser, xT, g, progress);
         }
         Tensor? reference = null;
         if (!data.IsImage) reference = data.Data.narrow(0, 0, Math.Min(2000, data.Count));

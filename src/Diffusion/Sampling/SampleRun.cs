@@ -1,0 +1,66 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Diffusion.Config;
+using Diffusion.Models;
+using static TorchSharp.torch;
+
+namespace Diffusion.Sampling;
+
+/// <summary>
+/// The library side of a sampling run: the sample config a request resolves to, and drawing samples in batches.
+/// The command line only parses flags into <c>sample.KEY=value</c> assignments, calls these and prints.
+/// </summary>
+public static class SampleRun
+{
+    /// <summary>
+    /// The sample config of a run: <paramref name="saved"/> (a checkpoint's sample config; null for the exact model,
+    /// whose base is DDIM) with every assignment applied — each field follows the checkpoint unless it is given.
+    /// The number of steps, when not given, is the checkpoint's own for its own sampler, else the sampler's default
+    /// (<see cref="SamplerKind.DefaultSteps"/>). Validated once; problems are <see cref="ConfigException"/>s naming
+    /// <c>sample.KEY</c>.
+    /// </summary>
+    public static SampleConfig Resolve(SampleConfig? saved, IReadOnlyList<KeyValuePair<string, string>> assignments, int T)
+    {
+        var baseConfig = saved ?? new SampleConfig { Sampler = "ddim" };
+        var tree = JsonSerializer.SerializeToNode(baseConfig, ConfigLoader.JsonOptions)!.AsObject();
+        foreach (var (key, value) in assignments) ConfigLoader.ApplySet(tree, $"{key}={value}");
+        SampleConfig cfg;
+        try { cfg = tree.Deserialize<SampleConfig>(ConfigLoader.JsonOptions)!; }
+        catch (JsonException e) { throw new ConfigException($"sample.{(e.Path ?? "$").TrimStart('$', '.')}: wrong type of value"); }
+        if (!assignments.Any(a => a.Key == "steps"))
+        {
+            var kind = Samplers.Get(cfg.Sampler);
+            cfg.Steps = saved is not null && cfg.Sampler == saved.Sampler ? Math.Min(saved.Steps, T) : kind.DefaultSteps(T);
+        }
+        cfg.Validate();
+        return cfg;
+    }
+
+    /// <summary>
+    /// Runs <paramref name="sampler"/> over x_T in batches of <paramref name="batch"/> rows without gradients and
+    /// concatenates the results; <paramref name="progress"/> counts evaluations over all batches.
+    /// </summary>
+    public static Tensor Draw(ISampler sampler, IDenoiser denoiser, Tensor xT, Generator? gen, int batch, SamplerProgress? progress = null)
+    {
+        long total = xT.shape[0];
+        int chunks = (int)((total + batch - 1) / batch);
+        var parts = new List<Tensor>();
+        try
+        {
+            using (no_grad())
+            {
+                for (int c = 0; c < chunks; c++)
+                {
+                    using var x = xT.narrow(0, (long)c * batch, Math.Min(batch, total - (long)c * batch));
+                    int cc = c;
+                    parts.Add(sampler.Sample(denoiser, x, gen, progress is null ? null : (d, t) => progress(cc * t + d, chunks * t)));
+                }
+            }
+            return cat(parts, 0);
+        }
+        finally
+        {
+            foreach (var p in parts) p.Dispose();
+        }
+    }
+}
