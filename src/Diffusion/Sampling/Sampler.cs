@@ -42,7 +42,7 @@ public sealed record SamplerKind(string Name, string Help, IReadOnlyList<Sampler
 /// </summary>
 public static class Samplers
 {
-    public static readonly IReadOnlyList<SamplerKind> All = [DdpmSampler.Kind, DdimSampler.Kind, DpmSolver.Kind];
+    public static readonly IReadOnlyList<SamplerKind> All = [DdpmSampler.Kind, DdimSampler.Kind, DpmSolver.Kind, KarrasSamplers.Euler, KarrasSamplers.Heun];
 
     public static IReadOnlyList<string> Names => All.Select(k => k.Name).ToList();
 
