@@ -39,6 +39,9 @@ Tensor Rk4(int steps) => new ProbabilityFlowRk4(schedule, steps).Sample(den, xT,
 Tensor Dpm(int steps, int order, string alg, string method, string skip, bool referenceCoefficient = false) =>
     new DpmSolver(schedule, steps, order, alg, method, skip) { ReferenceThirdOrderMultistep = referenceCoefficient }.Sample(den, xT, null);
 Tensor Ddim(int steps) => new DdimSampler(schedule, Respacing.Timesteps("uniform", 1000, steps), 0.0, false).Sample(den, xT, null);
+// k-diffusion's Euler and Heun in σ on Karras noise levels; their last step to σ = 0 returns x̂0 at σ_min, like DDIM's.
+Tensor Karras(int levels, bool heun) => new KarrasSamplers(schedule, levels, heun).Sample(den, xT, null);
+int HeunLevels(int evaluations) => (evaluations + 1) / 2;   // 2n − 1 evaluations, at most the column's
 
 var reference = Rk4(1000);
 // DDIM's last step returns x̂0 at step 0: its limit is the ODE's endpoint mapped through x̂0 at t = 1/N.
@@ -69,9 +72,16 @@ string[] skips = ["logSNR", "time-uniform", "time-quadratic"];
 
 var table = new Dictionary<string, Dictionary<string, double[]>>();
 var ddimRow = tableSteps.Select(s => Err(Ddim(s), refX0)).ToArray();
+var eulerRow = tableSteps.Select(s => Err(Karras(s, false), refX0)).ToArray();
+var heunRow = tableSteps.Select(s => Err(Karras(HeunLevels(s), true), refX0)).ToArray();
 foreach (var skip in skips)
 {
-    var rows = new Dictionary<string, double[]> { ["DDIM (η = 0, uniform integer steps)"] = ddimRow };
+    var rows = new Dictionary<string, double[]>
+    {
+        ["DDIM (η = 0, uniform integer steps)"] = ddimRow,
+        ["Euler (k-diffusion, Karras σ, ρ = 7)"] = eulerRow,
+        ["Heun (EDM, Karras σ, ρ = 7; 2n − 1 evaluations ≤ the column's)"] = heunRow,
+    };
     foreach (var v in variants) rows[v.Name] = tableSteps.Select(s => Err(Dpm(s, v.Order, v.Algorithm, v.Method, skip), reference)).ToArray();
     table[skip] = rows;
 }
@@ -97,6 +107,9 @@ var curves = new List<(string Name, int[] Steps, double[] Errors)>();
 {
     var g = new[] { 10, 14, 20, 30, 40, 60, 80, 120, 160, 240 };
     curves.Add(("DDIM (η = 0)", g, g.Select(s => Err(Ddim(s), refX0)).ToArray()));
+    curves.Add(("Euler (Karras σ)", g, g.Select(s => Err(Karras(s, false), refX0)).ToArray()));
+    var levels = new[] { 5, 7, 10, 15, 20, 30, 40, 60, 80, 120 };
+    curves.Add(("Heun (Karras σ), by evaluations 2n − 1", levels.Select(n => 2 * n - 1).ToArray(), levels.Select(n => Err(Karras(n, true), refX0)).ToArray()));
 }
 foreach (var v in variants)
 {
@@ -146,7 +159,7 @@ var json = new
     samples = N,
     noise_seed = Seed,
     error = "mean over samples of the Euclidean distance to the reference's final sample, float64",
-    reference = "RK4 in lambda on y = x/sigma, 1000 uniform lambda steps (4000 evaluations), t = 1 to t = 1/N; DDIM against its x0 map at t = 1/N",
+    reference = "RK4 in lambda on y = x/sigma, 1000 uniform lambda steps (4000 evaluations), t = 1 to t = 1/N; DDIM, Euler and Heun against its x0 map at t = 1/N",
     reference_checks = checks,
     table_steps = tableSteps,
     tables = table,

@@ -319,3 +319,60 @@ public class DpmSolverTests
         Assert.StartsWith("dpm-solver singlestep order 3, 12 steps (logSNR, denoise to zero), epsilon scaling", Samplers.Describe(cfg.Sample));
     }
 }
+
+/// <summary>k-diffusion's Euler and Heun (EDM) samplers in σ on the exact mixture model.</summary>
+public class KarrasSamplerTests
+{
+    private static readonly NoiseSchedule Linear = NoiseSchedule.Linear(1000);
+
+    private static double MeanDistance(Tensor a, Tensor b) => (a - b).pow(2).sum(1).sqrt().mean().item<double>();
+
+    /// <summary>Least-squares slope of log(error) against log(1/steps).</summary>
+    internal static double Slope(int[] steps, double[] errors)
+    {
+        var xs = steps.Select(s => -Math.Log(s)).ToArray();
+        var ys = errors.Select(e => Math.Log(e)).ToArray();
+        double mx = xs.Average(), my = ys.Average();
+        return xs.Zip(ys).Sum(p => (p.First - mx) * (p.Second - my)) / xs.Sum(v => (v - mx) * (v - mx));
+    }
+
+    /// <summary>
+    /// The limit both samplers converge to: the probability-flow ODE solved to σ_min (an RK4 solve in λ, independent
+    /// of them) followed by their common last step to σ = 0, which returns x̂0 at σ_min.
+    /// </summary>
+    internal static Tensor Reference(IDenoiser den, Tensor xT)
+    {
+        var atMin = new ProbabilityFlowRk4(Linear, 250).Sample(den, xT, null);
+        var step = Linear.Step(0, atMin);
+        var (_, x0) = den.EpsAndX0(atMin, step);
+        return x0;
+    }
+
+    [Fact]
+    public void Euler_converges_at_order_one_and_heun_at_order_two()
+    {
+        int threads = get_num_threads();
+        set_num_threads(1);
+        try
+        {
+            using var scope = NewDisposeScope();
+            var den = new GaussianMixtureDenoiser(TestUtil.SmallMixture(), Linear);
+            var xT = randn([200, 2], dtype: ScalarType.Float64, generator: new Generator(3));
+            var reference = Reference(den, xT);
+            int[] steps = [20, 40, 80, 160];
+            double[] Errors(bool heun) => steps.Select(n => MeanDistance(new KarrasSamplers(Linear, n, heun).Sample(den, xT, null), reference)).ToArray();
+            var euler = Errors(false);
+            var heunErr = Errors(true);
+            Console.WriteLine($"euler {string.Join(", ", euler.Select(e => e.ToString("E3")))}; heun {string.Join(", ", heunErr.Select(e => e.ToString("E3")))}");
+            Console.WriteLine($"slopes euler {Slope(steps, euler):F3} heun {Slope(steps, heunErr):F3}");
+            for (int i = 1; i < steps.Length; i++)
+            {
+                Assert.True(euler[i] < euler[i - 1], string.Join(", ", euler));
+                Assert.True(heunErr[i] < heunErr[i - 1], string.Join(", ", heunErr));
+            }
+            Assert.InRange(Slope(steps, euler), 0.8, 1.3);
+            Assert.InRange(Slope(steps, heunErr), 1.7, 2.4);
+        }
+        finally { set_num_threads(threads); }
+    }
+}
