@@ -25,6 +25,7 @@ public static class SampleCommand
         FILE.png is an image grid, or a scatter plot for 2-D vectors. Every sampling setting not given follows the
         checkpoint's sample config.
 
+
         """;
 
     private const string HelpTail = """
@@ -52,7 +53,11 @@ public static class SampleCommand
             sb.AppendLine("  --clip/--no-clip   clip x̂0 to [−1, 1] at each step (default: the checkpoint's sample.clip-denoised, else on for");
             sb.AppendLine("                     images, off for vectors; dpm-solver: the dpmsolver++ form only; euler/heun never clip)");
             foreach (var (o, owners) in Samplers.AllOptions())
-                sb.AppendLine($"  --{(o.IsSwitch ? o.Key + " / --no-" + o.Key : o.Key + " V"),-17}{o.Help}");
+            {
+                string flag = o.IsSwitch ? $"--{o.Key} / --no-{o.Key}" : $"--{o.Key} V";
+                if (flag.Length <= 17) sb.AppendLine($"  {flag,-17}  {o.Help}");
+                else sb.AppendLine($"  {flag}").AppendLine($"                     {o.Help}");
+            }
             sb.Append(HelpTail);
             return sb.ToString();
         }

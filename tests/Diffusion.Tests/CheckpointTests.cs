@@ -61,4 +61,40 @@ public class CheckpointTests
         var e = Assert.Throws<UserError>(() => new Trainer(cfg, dir, resume: false));
         Assert.Contains("--resume", e.Message);
     }
+
+    [Fact]
+    public void A_checkpoint_whose_schedule_rebuilds_differently_is_refused_naming_both_fingerprints()
+    {
+        var dir = TrainTiny("ckpt-schedule");
+        var path = Path.Combine(dir, Checkpoint.FileName);
+        var (header, sections) = Checkpoint.Read(path);
+        var trained = Schedules.NoiseSchedule.Linear(1000).Fingerprint;
+        Assert.Equal(trained, header.ScheduleFingerprint);
+        // The saved config now describes another schedule (as if the linear formula had changed): refused on load and on resume.
+        header.Config["schedule"]!["name"] = "cosine";
+        Checkpoint.Write(path, header, sections.Select(kv => (kv.Key, kv.Value)).ToList());
+        var cosine = Schedules.NoiseSchedule.Cosine(1000).Fingerprint;
+        var e = Assert.Throws<UserError>(() => TrainedModel.Load(dir));
+        Assert.Contains(trained, e.Message);
+        Assert.Contains(cosine, e.Message);
+        var cfg = header.RunConfig("test");
+        Assert.Contains(cosine, Assert.Throws<UserError>(() => new Trainer(cfg, dir, resume: true)).Message);
+        // A checkpoint written before fingerprints existed is not checked.
+        header.ScheduleFingerprint = "";
+        Checkpoint.Write(path, header, sections.Select(kv => (kv.Key, kv.Value)).ToList());
+        using var _ = TrainedModel.Load(dir);
+    }
+
+    [Fact]
+    public void The_schedule_fingerprint_covers_T_and_every_beta()
+    {
+        var a = Schedules.NoiseSchedule.Linear(1000);
+        Assert.StartsWith("sha256:", a.Fingerprint);
+        Assert.Equal(a.Fingerprint, Schedules.NoiseSchedule.Linear(1000).Fingerprint);
+        Assert.Equal(a.Fingerprint, new Schedules.NoiseSchedule(a.Betas).Fingerprint);
+        var betas = (double[])a.Betas.Clone();
+        betas[500] = BitConverter.Int64BitsToDouble(BitConverter.DoubleToInt64Bits(betas[500]) + 1);   // one ulp
+        Assert.NotEqual(a.Fingerprint, new Schedules.NoiseSchedule(betas).Fingerprint);
+        Assert.NotEqual(a.Fingerprint, Schedules.NoiseSchedule.Linear(999).Fingerprint);
+    }
 }

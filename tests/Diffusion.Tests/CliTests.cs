@@ -152,11 +152,20 @@ public class CliTests
             Assert.True(got.equal(expected).all().item<bool>());
 
         AssertOneLineError(Run([.. common, "--sampler", "ddim", "--skip", "logSNR", "--out", a]), "--skip applies to --sampler dpm-solver only");
+        // Heun through the registry: 10 noise levels, 19 evaluations, the same numbers as the library's sampler.
+        r = Run([.. common, "--sampler", "heun", "--steps", "10", "--rho", "5", "--out", a]);
+        Assert.True(r.Code == 0, r.Err);
+        Assert.Contains("19 denoiser evaluations", r.Err);
+        using (var got = Npy.Read(a))
+        using (var expected = new KarrasSamplers(schedule, 10, heun: true, rho: 5).Sample(new GaussianMixtureDenoiser(gmm, schedule), noise, null))
+            Assert.True(got.equal(expected).all().item<bool>());
+        AssertOneLineError(Run([.. common, "--sampler", "ddim", "--rho", "5", "--out", a]), "--rho: applies to sampler euler and heun only");
+        AssertOneLineError(Run([.. common, "--sampler", "euler", "--rho", "-1", "--out", a]), "--rho: expected a positive number");
         AssertOneLineError(Run([.. common, "--sampler", "dpm-solver", "--spacing", "uniform", "--out", a]), "--spacing applies to --sampler ddpm and ddim only");
         AssertOneLineError(Run([.. common, "--sampler", "dpm-solver", "--order", "4", "--out", a]), "--order: expected 1, 2 or 3");
         AssertOneLineError(Run([.. common, "--sampler", "dpm-solver", "--skip", "uniform", "--out", a]), "--skip: expected one of time-uniform, logSNR, time-quadratic");
         AssertOneLineError(Run([.. common, "--sampler", "dpm-solver", "--algorithm", "dpmsolver", "--clip", "--out", a]), "--algorithm dpmsolver++ only");
         AssertOneLineError(Run([.. common, "--sampler", "ddpm", "--eps-scale-b", "0", "--out", a]), "--eps-scale-b: expected a positive number");
-        Assert.Contains("--sampler          ddpm, ddim or dpm-solver", Run("sample", "--help").Out);
+        Assert.Contains("--sampler          ddpm, ddim, dpm-solver, euler or heun", Run("sample", "--help").Out);
     }
 }

@@ -375,4 +375,36 @@ public class KarrasSamplerTests
         }
         finally { set_num_threads(threads); }
     }
+
+    [Fact]
+    public void Karras_levels_time_map_and_evaluation_counts_follow_k_diffusion()
+    {
+        var view = new SigmaView(Linear);
+        Assert.Equal(Math.Sqrt((1 - Linear.AlphasCumprod[0]) / Linear.AlphasCumprod[0]), view.SigmaMin, 15);
+        var sig = SigmaView.Karras(6, view.SigmaMin, view.SigmaMax);
+        Assert.Equal(7, sig.Length);
+        Assert.Equal(view.SigmaMax, sig[0], 12);
+        Assert.Equal(view.SigmaMin, sig[5], 12);
+        Assert.Equal(0.0, sig[6]);
+        // (σ_i^{1/ρ}) is evenly spaced.
+        var roots = sig[..6].Select(v => Math.Pow(v, 1 / 7.0)).ToArray();
+        for (int i = 1; i < 5; i++) Assert.Equal(roots[1] - roots[0], roots[i + 1] - roots[i], 12);
+        // σ → t: the discrete σ_n map to n; between two levels log σ is interpolated linearly.
+        foreach (int n in new[] { 0, 1, 250, 998, 999 }) Assert.Equal(n, view.TimeOf(view.Sigmas[n]), 9);
+        double mid = Math.Exp(0.25 * Math.Log(view.Sigmas[400]) + 0.75 * Math.Log(view.Sigmas[401]));
+        Assert.Equal(400.75, view.TimeOf(mid), 9);
+        // Evaluations counted honestly: Euler n, Heun 2n − 1 (its last step, to σ = 0, is an Euler step).
+        using var scope = NewDisposeScope();
+        var xT = randn([8, 2], dtype: ScalarType.Float64, generator: new Generator(1));
+        foreach (var (heun, expected) in new[] { (false, 10), (true, 19) })
+        {
+            var den = new GaussianMixtureDenoiser(TestUtil.SmallMixture(), Linear);
+            var sampler = new KarrasSamplers(Linear, 10, heun);
+            int reported = 0;
+            sampler.Sample(den, xT, null, (d, t) => reported = t);
+            Assert.Equal(expected, den.Evaluations);
+            Assert.Equal(expected, sampler.Evaluations);
+            Assert.Equal(expected, reported);
+        }
+    }
 }

@@ -79,6 +79,12 @@ public static class Checkpoint
             using (var w = new BinaryWriter(ms, Encoding.UTF8, leaveOpen: true)) optimizer.save_state_dict(w);
             sections.Add(("optimizer", ms.ToArray()));
         }
+        Write(path, header, sections);
+    }
+
+    /// <summary>Writes a header and named sections as a checkpoint file, atomically.</summary>
+    public static void Write(string path, CheckpointHeader header, IReadOnlyList<(string Name, byte[] Data)> sections)
+    {
         header.FormatVersion = Version;
         header.CreatedUtc = DateTime.UtcNow.ToString("o");
         AtomicFile.Write(path, s =>
