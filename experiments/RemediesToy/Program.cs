@@ -38,12 +38,12 @@ var variants = new (string Name, string[] Sets)[]
 {
     // The same defaults as diffusion train --remedy NAME.
     ("baseline", []),
-    ("input perturbation (γ = 0.1)", RunConfig.RemedyPresets["input-perturbation"]),
-    ("debiased weighting", RunConfig.RemedyPresets["debiased"]),
-    ("E-TSDM (n = 5, t̃ = 100)", RunConfig.RemedyPresets["time-sharing"]),
-    ("consistency (λ = 1, L = 5)", RunConfig.RemedyPresets["consistency"]),
-    ("SMD (latent 16)", RunConfig.RemedyPresets["smd"]),
-    ("all five", RunConfig.RemedyPresets.Values.SelectMany(s => s).ToArray()),
+    ("input perturbation (γ = 0.1)", Remedies.Find("input-perturbation")!.Preset),
+    ("debiased weighting", Remedies.Find("debiased")!.Preset),
+    ("E-TSDM (n = 5, t̃ = 100)", Remedies.Find("time-sharing")!.Preset),
+    ("consistency (λ = 1, L = 5)", Remedies.Find("consistency")!.Preset),
+    ("SMD (latent 16)", Remedies.Find("smd")!.Preset),
+    ("all five", Remedies.Presets("all").ToArray()),
 };
 int[] sampleSteps = [10, 1000];
 const int MinPerMode = 5;

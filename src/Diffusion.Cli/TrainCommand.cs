@@ -42,11 +42,6 @@ public static class TrainCommand
 
     private static readonly string[] ValueOptions = ["config", "set", "remedy", "data", "data-dir", "steps", "seed", "out", "threads"];
 
-    private static readonly Dictionary<string, string> RemedyAliases = new()
-    {
-        ["ip"] = "input-perturbation", ["debiased-weighting"] = "debiased", ["etsdm"] = "time-sharing", ["e-tsdm"] = "time-sharing",
-        ["consistency-regularisation"] = "consistency", ["soft-mixture-denoising"] = "smd",
-    };
     private static readonly string[] SwitchOptions = ["resume", "force", "quiet"];
 
     public static int Run(string[] argv)
@@ -162,17 +157,10 @@ public static class TrainCommand
         else throw new UsageError("diffusion train: give --config FILE (or a built-in name: demo, toy, image28, image32) or --data SPEC");
 
         foreach (var list in a.All("remedy"))
-            foreach (var raw in list.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
-            {
-                string name = RemedyAliases.GetValueOrDefault(raw, raw);
-                var names = name == "all" ? RunConfig.RemedyPresets.Keys.ToArray() : [name];
-                foreach (var n in names)
-                {
-                    if (!RunConfig.RemedyPresets.TryGetValue(n, out var sets))
-                        throw new UsageError($"diffusion train: --remedy {raw}: expected one of {string.Join(", ", RunConfig.RemedyPresets.Keys)}, all");
-                    foreach (var set in sets) ConfigLoader.ApplySet(tree, set);
-                }
-            }
+        {
+            try { foreach (var set in Remedies.Presets(list)) ConfigLoader.ApplySet(tree, set); }
+            catch (UserError e) { throw new UsageError("diffusion train: " + e.Message); }
+        }
         foreach (var s in a.All("set")) ConfigLoader.ApplySet(tree, s);
         if (data is not null) ConfigLoader.ApplySet(tree, "data.spec=" + JsonSerializer.Serialize(data));
         if (a.Get("data-dir") is string dd) ConfigLoader.ApplySet(tree, "data.data-dir=" + JsonSerializer.Serialize(dd));

@@ -42,30 +42,8 @@ public sealed class RunConfig
         Smd.Validate(Model.Type);
     }
 
-    /// <summary>
-    /// Each remedy's name (as <c>diffusion train --remedy</c> takes it) and the <c>--set</c> assignments that
-    /// switch it on with its METHODS.md defaults.
-    /// </summary>
-    public static readonly IReadOnlyDictionary<string, string[]> RemedyPresets = new Dictionary<string, string[]>
-    {
-        ["input-perturbation"] = ["perturbation.gamma=0.1"],
-        ["debiased"] = ["loss.weighting=debiased"],
-        ["time-sharing"] = ["time-sharing.intervals=5"],
-        ["consistency"] = ["consistency.weight=1"],
-        ["smd"] = ["smd.enabled=true"],
-    };
-
-    /// <summary>The remedies switched on, by name (empty for the baseline).</summary>
-    public IReadOnlyList<string> ActiveRemedies()
-    {
-        var r = new List<string>();
-        if (Perturbation.Gamma > 0) r.Add($"input-perturbation(gamma={Perturbation.Gamma})");
-        if (Loss.Weighting != "constant") r.Add($"weighting({Loss.Weighting})");
-        if (TimeSharing.Intervals > 0) r.Add($"time-sharing(n={TimeSharing.Intervals}, threshold={TimeSharing.ThresholdFor(Schedule.Length)})");
-        if (Consistency.Weight > 0) r.Add($"consistency(weight={Consistency.Weight}, max-steps={Consistency.MaxSteps})");
-        if (Smd.Enabled) r.Add($"smd(latent-dim={Smd.LatentDimFor(Model.Type)}, hyper-layers={Smd.HyperLayers})");
-        return r;
-    }
+    /// <summary>The remedies switched on, described with their settings (empty for the baseline); see <see cref="Training.Remedies"/>.</summary>
+    public IReadOnlyList<string> ActiveRemedies() => Training.Remedies.Active(this);
 }
 
 /// <summary>Input perturbation (DDPM-IP, METHODS.md §1): the network sees √ᾱ·x0 + √(1−ᾱ)·(ε + γξ), the target stays ε.</summary>

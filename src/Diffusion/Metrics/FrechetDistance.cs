@@ -56,6 +56,15 @@ public sealed class FeatureStatistics : IDisposable
 /// </summary>
 public static class FrechetDistance
 {
+    /// <summary>The registry entry <c>fid</c> (<see cref="MetricRegistry"/>).</summary>
+    public static readonly MetricKind Kind = new("fid", "Fréchet distance between Gaussians fitted to the features", false, i =>
+    {
+        using var s = FeatureStatistics.FromFeatures(i.SampleFeatures);
+        double f = Compute(s, i.Reference.Statistics);
+        return new MetricScore("fid", new() { ["fid"] = f },
+            [string.Create(System.Globalization.CultureInfo.InvariantCulture, $"fid        {f,12:G6}   [{i.Features}, n={i.SampleFeatures.shape[0]} vs {i.Reference.Count}]")]);
+    });
+
     public static double Compute(FeatureStatistics a, FeatureStatistics b)
     {
         if (a.Dim != b.Dim) throw new UserError($"Fréchet distance: the statistics have different feature dimensions ({a.Dim} and {b.Dim})");

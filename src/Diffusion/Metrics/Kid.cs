@@ -15,6 +15,14 @@ public sealed record KidResult(double Mean, double Std, int Subsets, int SubsetS
 /// </summary>
 public static class Kid
 {
+    /// <summary>The registry entry <c>kid</c> (<see cref="MetricRegistry"/>): unbiased, cubic kernel, over subsets.</summary>
+    public static readonly MetricKind Kind = new("kid", "kernel inception distance (unbiased MMD², cubic polynomial kernel, mean ± std over subsets)", true, i =>
+    {
+        var k = Compute(i.SampleFeatures, i.Reference.Rows!, i.Gen, i.Options.KidSubsets, i.Options.KidSubsetSize);
+        return new MetricScore("kid", new() { ["kid"] = k.Mean, ["kid_std"] = k.Std, ["kid_subsets"] = k.Subsets, ["kid_subset_size"] = k.SubsetSize },
+            [string.Create(System.Globalization.CultureInfo.InvariantCulture, $"kid        {k.Mean,12:G6} ± {k.Std:G3}   [{i.Features}, n={i.SampleFeatures.shape[0]} vs {i.Reference.Count}, {k.Subsets} subsets of {k.SubsetSize}]")]);
+    });
+
     public static KidResult Compute(Tensor x, Tensor y, Generator gen, int subsets = 100, int subsetSize = 1000)
     {
         if (x.dim() != 2 || y.dim() != 2 || x.shape[1] != y.shape[1])

@@ -10,6 +10,20 @@ namespace Diffusion.Metrics;
 /// </summary>
 public static class Mmd
 {
+    /// <summary>The registry entry <c>mmd</c> (<see cref="MetricRegistry"/>): unbiased MMD² on random subsets of at most <see cref="EvalOptions.MmdMax"/> rows.</summary>
+    public static readonly MetricKind Kind = new("mmd", "unbiased MMD² (five RBF bandwidths) on random subsets", true, i =>
+    {
+        using var scope = NewDisposeScope();
+        var f = i.SampleFeatures;
+        var rows = i.Reference.Rows!;
+        long n = Math.Min(i.Options.MmdMax, Math.Min(f.shape[0], rows.shape[0]));
+        var a = f.index_select(0, randperm(f.shape[0], generator: i.Gen).narrow(0, 0, n));
+        var b = rows.index_select(0, randperm(rows.shape[0], generator: i.Gen).narrow(0, 0, n));
+        double m = Unbiased(a, b).item<double>();
+        return new MetricScore("mmd", new() { ["mmd2"] = m, ["mmd_n"] = n },
+            [string.Create(System.Globalization.CultureInfo.InvariantCulture, $"mmd2       {m,12:G6}   [{i.Features}, n={n} vs {n}, unbiased, RBF ×5 bandwidths]")]);
+    });
+
     public static readonly double[] DefaultMultipliers = [0.25, 0.5, 1.0, 2.0, 4.0];
 
     /// <summary>The biased estimator mean(K_xx) − 2·mean(K_xy) + mean(K_yy) (diagonals included); differentiable in x and y.</summary>

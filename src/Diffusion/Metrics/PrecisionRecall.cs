@@ -17,6 +17,16 @@ public sealed record PrecisionRecallResult(double Precision, double Recall, int 
 /// </summary>
 public static class PrecisionRecall
 {
+    /// <summary>The registry entry <c>pr</c> (<see cref="MetricRegistry"/>): improved precision and recall with k-NN balls.</summary>
+    public static readonly MetricKind Kind = new("pr", "precision and recall (k-nearest-neighbour balls)", true, i =>
+    {
+        var pr = Compute(i.Reference.Rows!, i.SampleFeatures, i.Options.K);
+        string tag = string.Create(System.Globalization.CultureInfo.InvariantCulture, $"[{i.Features}, n={i.SampleFeatures.shape[0]} vs {i.Reference.Count}, k={pr.K}]");
+        return new MetricScore("pr", new() { ["precision"] = pr.Precision, ["recall"] = pr.Recall, ["pr_k"] = pr.K },
+            [string.Create(System.Globalization.CultureInfo.InvariantCulture, $"precision  {pr.Precision,12:F4}   {tag}"),
+             string.Create(System.Globalization.CultureInfo.InvariantCulture, $"recall     {pr.Recall,12:F4}   {tag}")]);
+    });
+
     public static PrecisionRecallResult Compute(Tensor real, Tensor fake, int k = 3, int block = 1024)
     {
         if (real.dim() != 2 || fake.dim() != 2 || real.shape[1] != fake.shape[1])

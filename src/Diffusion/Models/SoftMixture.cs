@@ -65,6 +65,11 @@ public sealed class HyperLayer : Module<Tensor, Tensor, Tensor>
 /// </remarks>
 public sealed class SmdNetwork : DenoiserNetwork
 {
+    /// <summary>The registry entry (<see cref="Training.Remedies"/>).</summary>
+    public static readonly Training.Remedy Remedy = new("smd", ["soft-mixture-denoising"], "Gaussian bottleneck (soft mixture denoising)",
+        ["smd.enabled", "smd.latent-dim", "smd.hyper-layers"], ["smd.enabled=true"], [],
+        c => c.Smd.Enabled, c => $"smd(latent-dim={c.Smd.LatentDimFor(c.Model.Type)}, hyper-layers={c.Smd.HyperLayers})");
+
     private readonly DenoiserNetwork latent;
     private readonly DenoiserNetwork backbone;
 

@@ -25,6 +25,11 @@ namespace Diffusion.Training;
 /// </summary>
 public sealed class ConsistencyRegularizer(NoiseSchedule schedule, int maxSteps, double weight = 1.0) : ILossTerm
 {
+    /// <summary>The registry entry (<see cref="Remedies"/>).</summary>
+    public static readonly Remedy Remedy = new("consistency", ["consistency-regularisation"], "error propagation",
+        ["consistency.weight", "consistency.max-steps"], ["consistency.weight=1"], ["consistency"],
+        c => c.Consistency.Weight > 0, c => $"consistency(weight={c.Consistency.Weight}, max-steps={c.Consistency.MaxSteps})");
+
     public int MaxSteps { get; } = maxSteps;
     /// <summary>λ, the weight of the term in the objective.</summary>
     public double Weight { get; } = weight;

@@ -11,6 +11,10 @@ namespace Diffusion.Training;
 /// </summary>
 public static class InputPerturbation
 {
+    /// <summary>The registry entry (<see cref="Remedies"/>).</summary>
+    public static readonly Remedy Remedy = new("input-perturbation", ["ip"], "exposure bias", ["perturbation.gamma"], ["perturbation.gamma=0.1"], [],
+        c => c.Perturbation.Gamma > 0, c => $"input-perturbation(gamma={c.Perturbation.Gamma})");
+
     /// <summary>The network input y_t = x_t + σ_t·γ·ξ (ξ drawn from <paramref name="gen"/>), or x_t itself when γ = 0.</summary>
     public static Tensor Apply(ForwardDraw draw, double gamma, Generator gen)
     {

@@ -21,6 +21,11 @@ namespace Diffusion.Training;
 /// </summary>
 public sealed class LossWeighting
 {
+    /// <summary>The registry entry (<see cref="Remedies"/>): the debiased member of the family; any non-constant weighting counts as on.</summary>
+    public static readonly Remedy Remedy = new("debiased", ["debiased-weighting"], "biased loss weighting",
+        ["loss.weighting", "p2.k", "p2.gamma", "min-snr.gamma"], ["loss.weighting=debiased"], [],
+        c => c.Loss.Weighting != "constant", c => $"weighting({c.Loss.Weighting})");
+
     public string Name { get; }
     private readonly double p2K, p2Gamma, minSnrGamma;
 

@@ -11,6 +11,11 @@ namespace Diffusion.Training;
 /// </summary>
 public sealed class TimeSharing
 {
+    /// <summary>The registry entry (<see cref="Remedies"/>).</summary>
+    public static readonly Remedy Remedy = new("time-sharing", ["etsdm", "e-tsdm"], "Lipschitz singularity near t = 0 (E-TSDM)",
+        ["time-sharing.intervals", "time-sharing.threshold"], ["time-sharing.intervals=5"], [],
+        c => c.TimeSharing.Intervals > 0, c => $"time-sharing(n={c.TimeSharing.Intervals}, threshold={c.TimeSharing.ThresholdFor(c.Schedule.Length)})");
+
     public int Intervals { get; }
     public double Threshold { get; }
     private readonly double width;
