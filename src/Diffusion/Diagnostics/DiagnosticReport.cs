@@ -82,17 +82,8 @@ public static class DiagnosticReport
         ["models"] = new JsonArray(models.Select(m => (JsonNode)m).ToArray()),
     };
 
-    /// <summary>Runs a sampler over x_T in batches (no gradients) and concatenates the results.</summary>
-    public static Tensor Sample(ISampler sampler, IDenoiser denoiser, Tensor xT, Generator gen, int batch)
-    {
-        var parts = new List<Tensor>();
-        using (no_grad())
-            for (long i = 0; i < xT.shape[0]; i += batch)
-                parts.Add(sampler.Sample(denoiser, xT.narrow(0, i, Math.Min(batch, xT.shape[0] - i)), gen));
-        var all = cat(parts, 0);
-        foreach (var p in parts) p.Dispose();
-        return all;
-    }
+    /// <summary>Runs a sampler over x_T in batches (no gradients) and concatenates the results (<see cref="SampleRun.Draw"/>).</summary>
+    public static Tensor Sample(ISampler sampler, IDenoiser denoiser, Tensor xT, Generator gen, int batch) => SampleRun.Draw(sampler, denoiser, xT, gen, batch);
 
     /// <summary>x_t of held-out x0 at integer step t (<see cref="ForwardDraw"/>, ε from the generator), and the model's (ε̂, x̂0) there, in batches.</summary>
     public static (Tensor Xt, Tensor Eps, Tensor EpsHat, Tensor X0Hat) Forward(DiagnosticModel m, Tensor x0, int t, Generator gen, int batch)
