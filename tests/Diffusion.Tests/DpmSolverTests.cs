@@ -36,7 +36,7 @@ public class DpmSolverTests
     private static double MeanDistance(Tensor a, Tensor b) => (a - b).pow(2).sum(1).sqrt().mean().item<double>();
 
     /// <summary>Least-squares slope of log(error) against log(1/steps).</summary>
-    private static double Slope(int[] steps, double[] errors)
+    internal static double Slope(int[] steps, double[] errors)
     {
         var xs = steps.Select(s => -Math.Log(s)).ToArray();
         var ys = errors.Select(e => Math.Log(e)).ToArray();
@@ -327,14 +327,6 @@ public class KarrasSamplerTests
 
     private static double MeanDistance(Tensor a, Tensor b) => (a - b).pow(2).sum(1).sqrt().mean().item<double>();
 
-    /// <summary>Least-squares slope of log(error) against log(1/steps).</summary>
-    internal static double Slope(int[] steps, double[] errors)
-    {
-        var xs = steps.Select(s => -Math.Log(s)).ToArray();
-        var ys = errors.Select(e => Math.Log(e)).ToArray();
-        double mx = xs.Average(), my = ys.Average();
-        return xs.Zip(ys).Sum(p => (p.First - mx) * (p.Second - my)) / xs.Sum(v => (v - mx) * (v - mx));
-    }
 
     /// <summary>
     /// The limit both samplers converge to: the probability-flow ODE solved to σ_min (an RK4 solve in λ, independent
@@ -364,14 +356,14 @@ public class KarrasSamplerTests
             var euler = Errors(false);
             var heunErr = Errors(true);
             Console.WriteLine($"euler {string.Join(", ", euler.Select(e => e.ToString("E3")))}; heun {string.Join(", ", heunErr.Select(e => e.ToString("E3")))}");
-            Console.WriteLine($"slopes euler {Slope(steps, euler):F3} heun {Slope(steps, heunErr):F3}");
+            Console.WriteLine($"slopes euler {DpmSolverTests.Slope(steps, euler):F3} heun {DpmSolverTests.Slope(steps, heunErr):F3}");
             for (int i = 1; i < steps.Length; i++)
             {
                 Assert.True(euler[i] < euler[i - 1], string.Join(", ", euler));
                 Assert.True(heunErr[i] < heunErr[i - 1], string.Join(", ", heunErr));
             }
-            Assert.InRange(Slope(steps, euler), 0.8, 1.3);
-            Assert.InRange(Slope(steps, heunErr), 1.7, 2.4);
+            Assert.InRange(DpmSolverTests.Slope(steps, euler), 0.8, 1.3);
+            Assert.InRange(DpmSolverTests.Slope(steps, heunErr), 1.7, 2.4);
         }
         finally { set_num_threads(threads); }
     }
