@@ -75,7 +75,7 @@ public static class TrainCommand
             outDir ??= Path.Combine("runs", $"{SafeName(cfg.Data.Spec)}-{DateTime.Now:yyyyMMdd-HHmmss}");
             if (a.Switch("force") && Directory.Exists(outDir))
             {
-                if (!File.Exists(Path.Combine(outDir, Checkpoint.FileName)) && Directory.EnumerateFileSystemEntries(outDir).Any() && !File.Exists(Path.Combine(outDir, Trainer.ConfigFile)))
+                if (!File.Exists(Path.Combine(outDir, Checkpoint.FileName)) && Directory.EnumerateFileSystemEntries(outDir).Any() && !File.Exists(Path.Combine(outDir, RunFolder.ConfigFile)))
                     throw new UsageError($"diffusion train: --force would delete {outDir}, which does not look like a run folder; remove it yourself");
                 Directory.Delete(outDir, recursive: true);
             }
@@ -99,7 +99,7 @@ public static class TrainCommand
         try { trainer.Run(); }
         finally { bar.Finish(); }
 
-        Trainer.WriteLossPlot(outDir, Path.Combine(outDir, "loss.png"));
+        RunLog.WriteLossPlot(outDir, Path.Combine(outDir, "loss.png"));
         var sampleBar = new ProgressBar("sample", !quiet);
         var sw = Stopwatch.StartNew();
         using var samples = trainer.WriteSamples(Path.Combine(outDir, "samples.png"), (d, t) => sampleBar.Report(d, t));
@@ -107,7 +107,7 @@ public static class TrainCommand
         sampleBar.Finish();
         IO.SampleOutput.Save(Path.Combine(outDir, "samples.npy"), samples);
 
-        var log = Trainer.ReadLog(Path.Combine(outDir, Trainer.LogFile));
+        var log = RunLog.Read(Path.Combine(outDir, RunLog.FileName));
         var tail = log.Skip(Math.Max(0, log.Count - Math.Max(1, log.Count / 10))).ToList();
         var header2 = Checkpoint.ReadHeader(Path.Combine(outDir, Checkpoint.FileName));
         var metrics = new JsonObject
