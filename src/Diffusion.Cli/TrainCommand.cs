@@ -91,8 +91,7 @@ public static class TrainCommand
         Console.Error.WriteLine($"train: data {cfg.Data.Spec}, model {cfg.Model.Type} ({cfg.Model.Prediction}), schedule {cfg.Schedule.Name} T={cfg.Schedule.Length}, {cfg.Train.Steps} steps of batch {cfg.Train.BatchSize}, seed {cfg.Train.Seed}, {torch.get_num_threads()} threads → {outDir}");
         Console.Error.WriteLine($"train: remedies: {(remedies.Count == 0 ? "none (baseline)" : string.Join(", ", remedies))}");
         var wall = Stopwatch.StartNew();
-        using var trainer = new Trainer(cfg, outDir, resume);
-        trainer.OnMessage = m => Console.Error.WriteLine(m);
+        using var trainer = new Trainer(cfg, outDir, resume, onMessage: m => Console.Error.WriteLine(m));
         Console.Error.WriteLine($"train: {trainer.Data.Count} examples of shape [{string.Join(", ", trainer.Data.ExampleShape)}], {Models.ModelFactory.ParameterCount(trainer.Model):N0} parameters");
         var bar = new ProgressBar("train", !quiet);
         trainer.OnProgress = p => bar.Report(p.Step, p.TotalSteps, p.Loss, p.StepsPerSecond);

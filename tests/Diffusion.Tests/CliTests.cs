@@ -76,6 +76,7 @@ public class CliTests
         // Resume to more steps continues the log where it stopped.
         r = Run("train", "--resume", "--out", run, "--steps", "40", "--quiet");
         Assert.True(r.Code == 0, r.Err);
+        Assert.Contains($"resuming {run} at step 30", r.Err);
         Assert.Equal(40, Diffusion.Training.Checkpoint.ReadHeader(Path.Combine(run, "checkpoint.ckpt")).Step);
         AssertOneLineError(Run("train", "--resume", "--out", run, "--set", "train.lr=1"), "--resume continues the run with its saved config");
 

@@ -113,6 +113,21 @@ public class TrainingTests
     }
 
     [Fact]
+    public void Messages_of_the_constructor_reach_the_callback()
+    {
+        var cfg = ToyConfig(2);
+        cfg.Data.Spec = "toy:moons?n=100";
+        var dir = TestUtil.TempDir("messages");
+        var messages = new List<string>();
+        using (var t = new Trainer(cfg, dir, resume: false, onMessage: messages.Add)) t.Run();
+        Assert.Equal(["note: batch size 256 exceeds the 100 examples; batches repeat examples"], messages);
+        messages.Clear();
+        cfg.Train.Steps = 3;
+        using (var t = new Trainer(cfg, dir, resume: true, onMessage: messages.Add)) t.Run();
+        Assert.Equal(["note: batch size 256 exceeds the 100 examples; batches repeat examples", $"resuming {dir} at step 2"], messages);
+    }
+
+    [Fact]
     public void Training_memory_does_not_grow()
     {
         var dir = TestUtil.TempDir("memory");

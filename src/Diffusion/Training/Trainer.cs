@@ -35,6 +35,7 @@ public sealed class Trainer : IDisposable
     private DenoiserNetwork model = null!;
     private Ema ema = null!;
     private AdamW optimizer = null!;
+    private readonly Action<string>? onMessage;
     private long step;
     private double elapsedBefore;
 
@@ -42,8 +43,6 @@ public sealed class Trainer : IDisposable
     public Action<TrainProgress>? OnProgress { get; set; }
     /// <summary>Called with each step's loss (tests compare resumed and uninterrupted runs with it).</summary>
     public Action<long, double>? OnStepLoss { get; set; }
-    /// <summary>Informational messages (what is written where).</summary>
-    public Action<string>? OnMessage { get; set; }
 
     public RunConfig Config => cfg;
     public DenoiserNetwork Model => model;
@@ -55,15 +54,17 @@ public sealed class Trainer : IDisposable
 
     /// <summary>Starts a new run in <paramref name="runDir"/> or, with <paramref name="resume"/>, continues the one there.</summary>
     /// <param name="dataset">Data to train on; when null it is loaded from the config.</param>
-    public Trainer(RunConfig config, string runDir, bool resume, Dataset? dataset = null)
+    /// <param name="onMessage">Informational messages, e.g. that batches repeat examples or where a resumed run continues.</param>
+    public Trainer(RunConfig config, string runDir, bool resume, Dataset? dataset = null, Action<string>? onMessage = null)
     {
         config.Validate();
         cfg = config;
+        this.onMessage = onMessage;
         schedule = cfg.Schedule.Build();
         data = dataset ?? DataSources.Load(cfg.Data);
         ownsData = dataset is null;
         if (cfg.Train.BatchSize > data.Count && cfg.Train.BatchSize > 0)
-            OnMessage?.Invoke($"note: batch size {cfg.Train.BatchSize} exceeds the {data.Count} examples; batches repeat examples");
+            onMessage?.Invoke($"note: batch size {cfg.Train.BatchSize} exceeds the {data.Count} examples; batches repeat examples");
         objective = DiffusionObjective.From(cfg, schedule);
         gen = new Generator((ulong)cfg.Train.Seed);
         lrSchedule = new LrSchedule(cfg.Train);
@@ -101,7 +102,7 @@ public sealed class Trainer : IDisposable
         step = saved.Step;
         elapsedBefore = saved.ElapsedSeconds;
         f.TruncateLog(step);
-        OnMessage?.Invoke($"resuming {runDir} at step {step}");
+        onMessage?.Invoke($"resuming {runDir} at step {step}");
         return f;
     }
 
