@@ -4,9 +4,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using Diffusion.Config;
 using Diffusion.Data;
-using Diffusion.Metrics;
 using Diffusion.Training;
-using static TorchSharp.torch;
 
 namespace Diffusion.Cli;
 
@@ -106,34 +104,7 @@ public static class TrainCommand
         sampleBar.Finish();
         IO.SampleOutput.Save(Path.Combine(outDir, "samples.npy"), samples);
 
-        var log = RunLog.Read(Path.Combine(outDir, RunLog.FileName));
-        var tail = log.Skip(Math.Max(0, log.Count - Math.Max(1, log.Count / 10))).ToList();
-        var header2 = Checkpoint.ReadHeader(Path.Combine(outDir, Checkpoint.FileName));
-        var metrics = new JsonObject
-        {
-            ["data"] = cfg.Data.Spec,
-            ["remedies"] = new JsonArray(remedies.Select(r => (JsonNode)r).ToArray()),
-            ["steps"] = trainer.Step,
-            ["batch_size"] = cfg.Train.BatchSize,
-            ["parameters"] = Models.ModelFactory.ParameterCount(trainer.Model),
-            ["threads"] = torch.get_num_threads(),
-            ["train_seconds_total"] = Math.Round(header2.ElapsedSeconds, 2),
-            ["train_seconds_this_run"] = Math.Round(trainer.TrainSeconds, 2),
-            ["train_samples_per_second"] = trainer.TrainSeconds > 0 ? Math.Round(trainer.TrainedSteps * cfg.Train.BatchSize / trainer.TrainSeconds, 2) : null,
-            ["final_loss"] = tail.Count > 0 ? Math.Round(tail.Average(e => e.Loss), 6) : null,
-            ["sampler"] = $"{Sampling.Samplers.Describe(cfg.Sample)}, EMA weights",
-            ["samples"] = cfg.Sample.N,
-            ["sample_seconds"] = Math.Round(sampleSeconds, 2),
-            ["wall_seconds_this_command"] = Math.Round(wall.Elapsed.TotalSeconds, 2),
-        };
-        if (trainer.Data.Mixture is { } gmm)
-        {
-            var s = MixtureMetrics.Score(gmm, samples);
-            metrics["fraction_within_3_sigma"] = Math.Round(s.FractionWithin3Sigma, 4);
-            metrics["modes_covered"] = s.ModesCovered;
-            metrics["modes"] = s.Modes;
-            metrics["mean_log_likelihood"] = Math.Round(s.MeanLogLikelihood, 4);
-        }
+        var metrics = RunSummary.Of(trainer, samples, sampleSeconds, wall.Elapsed.TotalSeconds).ToJson();
         Util.AtomicFile.WriteAllText(Path.Combine(outDir, "metrics.json"), metrics.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
         Console.Error.WriteLine($"train: done in {ProgressBar.Format(wall.Elapsed.TotalSeconds)}; wrote {Path.Combine(outDir, "samples.png")}, loss.png, checkpoint.ckpt, metrics.json");
         return 0;

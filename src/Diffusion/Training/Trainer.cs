@@ -37,7 +37,6 @@ public sealed class Trainer : IDisposable
     private AdamW optimizer = null!;
     private readonly Action<string>? onMessage;
     private long step;
-    private double elapsedBefore;
 
     /// <summary>Called after every optimisation step (for progress bars).</summary>
     public Action<TrainProgress>? OnProgress { get; set; }
@@ -100,7 +99,7 @@ public sealed class Trainer : IDisposable
         Build();
         saved.Restore(model, ema, optimizer, gen);
         step = saved.Step;
-        elapsedBefore = saved.ElapsedSeconds;
+        ElapsedSeconds = saved.ElapsedSeconds;
         f.TruncateLog(step);
         onMessage?.Invoke($"resuming {runDir} at step {step}");
         return f;
@@ -113,6 +112,7 @@ public sealed class Trainer : IDisposable
     public void Run()
     {
         var sw = Stopwatch.StartNew();
+        double elapsedBefore = ElapsedSeconds;
         long total = cfg.Train.Steps;
         long sessionStart = step;
         var parameters = model.parameters().ToList();
@@ -167,10 +167,15 @@ public sealed class Trainer : IDisposable
     /// <summary>Wall time of the last <see cref="Run"/> and the steps it took.</summary>
     public double TrainSeconds { get; private set; }
     public long TrainedSteps { get; private set; }
+    /// <summary>Training wall time of the whole run, every session included, as of the last checkpoint.</summary>
+    public double ElapsedSeconds { get; private set; }
 
-    /// <summary>Saves the training state at the current step into the run's checkpoint.</summary>
-    public void SaveCheckpoint(double elapsedSeconds) =>
+    /// <summary>Saves the training state at the current step into the run's checkpoint; <paramref name="elapsedSeconds"/> is the run's training wall time so far.</summary>
+    public void SaveCheckpoint(double elapsedSeconds)
+    {
         TrainingCheckpoint.Save(folder.CheckpointPath, cfg, data.ExampleShape, step, elapsedSeconds, gen, model, ema, optimizer);
+        ElapsedSeconds = elapsedSeconds;
+    }
 
     /// <summary>Draws <c>sample.n</c> samples from the EMA model with the configured sampler and a fixed seed, and writes them (PNG grid or scatter).</summary>
     public Tensor WriteSamples(string path, SamplerProgress? progress)
