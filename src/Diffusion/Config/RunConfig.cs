@@ -25,7 +25,11 @@ public sealed class RunConfig
     public ConsistencyConfig Consistency { get; set; } = new();
     public SmdConfig Smd { get; set; } = new();
 
-    /// <summary>Checks every value a user can set; throws <see cref="ConfigException"/> naming the key.</summary>
+    /// <summary>
+    /// Checks every value a user can set; throws <see cref="ConfigException"/> naming the key.
+    /// <see cref="ConfigLoader.FromTree"/> calls it, so every loaded config is valid and the code that
+    /// uses one does not check again; call it yourself after changing a config by hand.
+    /// </summary>
     public void Validate()
     {
         Schedule.Validate();
@@ -207,17 +211,25 @@ public sealed class ScheduleConfig
         else if (Timesteps < 2) throw new ConfigException($"schedule.timesteps: expected at least 2, got {Timesteps}");
     }
 
-    public NoiseSchedule Build()
+    /// <summary>
+    /// The schedule this config describes. The config was validated when it was loaded (or, for a
+    /// mixture spec, by <c>GaussianMixture.Load</c>); only a name that cannot be built is refused here,
+    /// with <see cref="Validate"/>'s message, and the schedule checks its own T and β.
+    /// </summary>
+    public NoiseSchedule Build() => Name switch
+    {
+        "linear" => NoiseSchedule.Linear(Timesteps),
+        "cosine" => NoiseSchedule.Cosine(Timesteps),
+        "scaled-linear" => NoiseSchedule.ScaledLinear(Timesteps),
+        "sigmoid" => NoiseSchedule.Sigmoid(Timesteps),
+        "custom" when Betas is not null => new NoiseSchedule(Betas),
+        _ => Unbuildable(),
+    };
+
+    private NoiseSchedule Unbuildable()
     {
         Validate();
-        return Name switch
-        {
-            "linear" => NoiseSchedule.Linear(Timesteps),
-            "cosine" => NoiseSchedule.Cosine(Timesteps),
-            "scaled-linear" => NoiseSchedule.ScaledLinear(Timesteps),
-            "sigmoid" => NoiseSchedule.Sigmoid(Timesteps),
-            _ => new NoiseSchedule(Betas!),
-        };
+        throw new ConfigException($"schedule.name: cannot build '{Name}'");
     }
 
     /// <summary>The number of steps the built schedule has.</summary>

@@ -52,11 +52,11 @@ public sealed class Trainer : IDisposable
     public string RunDir => folder.Dir;
 
     /// <summary>Starts a new run in <paramref name="runDir"/> or, with <paramref name="resume"/>, continues the one there.</summary>
+    /// <param name="config">A validated config: loaded by <see cref="ConfigLoader"/>, or checked with <see cref="RunConfig.Validate"/> after changes by hand.</param>
     /// <param name="dataset">Data to train on; when null it is loaded from the config.</param>
     /// <param name="onMessage">Informational messages, e.g. that batches repeat examples or where a resumed run continues.</param>
     public Trainer(RunConfig config, string runDir, bool resume, Dataset? dataset = null, Action<string>? onMessage = null)
     {
-        config.Validate();
         cfg = config;
         this.onMessage = onMessage;
         schedule = cfg.Schedule.Build();
