@@ -140,12 +140,6 @@ public static class EvalCommand
         return 0;
     }
 
-    private static bool IsDataSpec(string s)
-    {
-        var (kind, _) = DataSources.Split(s);
-        return kind is "toy" or "gmm" or "fashion-mnist" or "mnist" or "images" or "npy";
-    }
-
     /// <summary>At most n examples of the dataset: all of them, or a random subset drawn with the seed.</summary>
     private static Dataset Subset(Dataset all, int n, long seed)
     {
@@ -169,7 +163,7 @@ public static class EvalCommand
     private static Tensor LoadSamples(string path, int? n, long[]? refShape, string? dataDir, long seed)
     {
         Tensor x;
-        if (!File.Exists(path) && !Directory.Exists(path) && IsDataSpec(path))
+        if (!File.Exists(path) && !Directory.Exists(path) && DataKinds.IsDataSpec(path))
         {
             // A random subset, not the first N: mnist's digits, for one, come sorted by class. Its stream
             // (seed + 1) differs from the reference subset's, so one spec on both sides gives two draws.

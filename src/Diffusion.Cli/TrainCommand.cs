@@ -10,7 +10,7 @@ namespace Diffusion.Cli;
 
 public static class TrainCommand
 {
-    public const string Help = """
+    public static readonly string Help = $$"""
         diffusion train [--config FILE|NAME] [--set key=value]... [--data SPEC] [--data-dir DIR]
                         [--remedy NAME[,NAME]...] [--steps N] [--seed S] [--out RUN_DIR] [--resume] [--force]
                         [--threads N] [--quiet]
@@ -22,8 +22,7 @@ public static class TrainCommand
           --config FILE|NAME  a .json or .toml config, or a built-in one (demo, toy, image28, image32).
                               Without it, --data picks a default: the MLP for vectors, the small UNet for images.
           --set key=value     override one config key, e.g. --set train.lr=2e-4 --set model.channel-mult=[1,2,2]
-          --data SPEC         toy:gmm-grid | toy:moons | toy:swiss-roll | toy:rings | gmm:SPEC.json
-                              | fashion-mnist[:test] | mnist | images:DIR | npy:FILE
+          --data SPEC         {{DataFormsHelp()}}
           --data-dir DIR      folder of the dataset's files (Fashion-MNIST IDX, mnist digits)
           --remedy NAMES      switch remedies on with their defaults (before --set, which can tune them):
                               input-perturbation (perturbation.gamma=0.1), debiased (loss.weighting=debiased),
@@ -125,7 +124,7 @@ public static class TrainCommand
         }
         else if (data is not null)
         {
-            string name = DefaultConfigName(data);
+            string name = DataKinds.DefaultConfigName(data);
             tree = ConfigLoader.EmbeddedTree(name);
             origin = $"built-in config {name}";
         }
@@ -151,24 +150,20 @@ public static class TrainCommand
         return ConfigLoader.FromTree(tree, origin);
     }
 
-    /// <summary>The built-in config for a kind of data: toy (MLP) for vectors, image28 or image32 (UNet) for images.</summary>
-    public static string DefaultConfigName(string dataSpec)
+    // The --data forms of every registered kind, " | "-separated, wrapped under the option's column.
+    private static string DataFormsHelp()
     {
-        var (kind, arg) = DataSources.Split(dataSpec);
-        switch (kind)
+        const int Column = 22, Width = 100;
+        var lines = new List<string>();
+        string line = "";
+        foreach (var form in DataKinds.All.SelectMany(k => k.Forms))
         {
-            case "fashion-mnist":
-            case "mnist":
-                return "image28";
-            case "images":
-                return "image32";
-            case "npy":
-                var shape = Npy.ReadShape(arg);
-                if (shape.Length == 4) return shape[2] <= 28 ? "image28" : "image32";
-                return "toy";
-            default:
-                return "toy";
+            if (line.Length == 0) line = form;
+            else if (Column + line.Length + 3 + form.Length <= Width) line += " | " + form;
+            else { lines.Add(line); line = "| " + form; }
         }
+        lines.Add(line);
+        return string.Join("\n" + new string(' ', Column), lines);
     }
 
     private static string SafeName(string spec) =>

@@ -176,7 +176,7 @@ public sealed class SmdConfig
 
 public sealed class DataConfig
 {
-    /// <summary>Data source: toy:gmm-grid, toy:moons, toy:swiss-roll, toy:rings, fashion-mnist, mnist, images:DIR, npy:FILE.</summary>
+    /// <summary>Data source: a spec of one of the kinds of <see cref="Data.DataKinds"/> (toy:moons, fashion-mnist, images:DIR, npy:FILE, …).</summary>
     public string Spec { get; set; } = "toy:gmm-grid";
     /// <summary>Folder holding the dataset's files (Fashion-MNIST IDX files, the mnist package's digits).</summary>
     public string? DataDir { get; set; }
