@@ -53,6 +53,8 @@ public sealed class Trainer : IDisposable
 
     /// <summary>Starts a new run in <paramref name="runDir"/> or, with <paramref name="resume"/>, continues the one there.</summary>
     /// <param name="config">A validated config: loaded by <see cref="ConfigLoader"/>, or checked with <see cref="RunConfig.Validate"/> after changes by hand.</param>
+    /// <param name="runDir">The run folder (see <see cref="RunFolder"/>).</param>
+    /// <param name="resume">Continue the run in <paramref name="runDir"/> from its checkpoint instead of starting one.</param>
     /// <param name="dataset">Data to train on; when null it is loaded from the config.</param>
     /// <param name="onMessage">Informational messages, e.g. that batches repeat examples or where a resumed run continues.</param>
     public Trainer(RunConfig config, string runDir, bool resume, Dataset? dataset = null, Action<string>? onMessage = null)
