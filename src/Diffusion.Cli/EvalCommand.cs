@@ -1,10 +1,8 @@
 using System.Diagnostics;
-using Diffusion.Config;
 using Diffusion.Data;
 using Diffusion.Metrics;
 using Diffusion.Metrics.Features;
 using TorchSharp;
-using static TorchSharp.torch;
 
 namespace Diffusion.Cli;
 
@@ -93,8 +91,7 @@ public static class EvalCommand
         if (saved is null)
         {
             int refN = a.Int("reference-n", 2) ?? 10000;
-            var all = DataSources.Load(new DataConfig { Spec = referenceArg, DataDir = settings.DataDir, ImageSize = SampleImageSize(samplesPath) ?? 32 });
-            refData = Subset(all, refN, options.Seed);
+            refData = SampleSet.LoadReference(referenceArg, settings.DataDir, samplesPath, refN, options.Seed);
         }
         else if (a.Has("reference-n")) throw new UsageError("diffusion eval: --reference-n applies to a data spec, not to saved statistics");
 
@@ -104,7 +101,7 @@ public static class EvalCommand
         if (saved?.Features is string sf && sf != features)
             throw new UserError($"--reference {referenceArg}: holds {sf} features, not {features}; compute a reference in {features} features from data");
 
-        using var samples = LoadSamples(samplesPath, a.Int("n", 2), refShape, settings.DataDir, options.Seed);
+        using var samples = SampleSet.Load(samplesPath, a.Int("n", 2), refShape, settings.DataDir, options.Seed);
         if (refShape is not null && features != "inception-fid" && !samples.shape.Skip(1).SequenceEqual(refShape))
             throw new UserError($"--samples {samplesPath}: examples of shape [{string.Join(", ", samples.shape.Skip(1))}], the reference has [{string.Join(", ", refShape)}]");
 
@@ -138,79 +135,5 @@ public static class EvalCommand
         reference.Dispose();
         refData?.Dispose();
         return 0;
-    }
-
-    private static bool IsDataSpec(string s)
-    {
-        var (kind, _) = DataSources.Split(s);
-        return kind is "toy" or "gmm" or "fashion-mnist" or "mnist" or "images" or "npy";
-    }
-
-    /// <summary>At most n examples of the dataset: all of them, or a random subset drawn with the seed.</summary>
-    private static Dataset Subset(Dataset all, int n, long seed)
-    {
-        if (all.Count <= n) return all;
-        using var g = new Generator((ulong)seed + 1);
-        using var idx = randperm(all.Count, generator: g).narrow(0, 0, n);
-        var sub = new Dataset(all.Spec, all.Data.index_select(0, idx), all.Labels?.index_select(0, idx), all.Mixture);
-        all.Dispose();
-        return sub;
-    }
-
-    /// <summary>The side of the sample images when --samples is an .npy of images (so that images:DIR references match it).</summary>
-    private static int? SampleImageSize(string samplesPath)
-    {
-        if (!File.Exists(samplesPath) || !samplesPath.EndsWith(".npy", StringComparison.OrdinalIgnoreCase)) return null;
-        var shape = Npy.ReadShape(samplesPath);
-        return shape.Length == 4 ? (int)shape[2] : null;
-    }
-
-    /// <summary>An .npy file, a folder of .npy files (concatenated in name order) or of images (sized like the reference), or a data spec.</summary>
-    private static Tensor LoadSamples(string path, int? n, long[]? refShape, string? dataDir, long seed)
-    {
-        Tensor x;
-        if (!File.Exists(path) && !Directory.Exists(path) && IsDataSpec(path))
-        {
-            // A random subset, not the first N: mnist's digits, for one, come sorted by class. Its stream
-            // (seed + 1) differs from the reference subset's, so one spec on both sides gives two draws.
-            var all = DataSources.Load(new DataConfig { Spec = path, DataDir = dataDir, ImageSize = refShape is { Length: 3 } ? (int)refShape[1] : 32 });
-            using var ds = n is int m ? Subset(all, m, seed + 1) : all;
-            x = ds.Data.clone();
-        }
-        else if (Directory.Exists(path))
-        {
-            var npys = Directory.GetFiles(path, "*.npy").Order(StringComparer.Ordinal).ToList();
-            if (npys.Count > 0)
-            {
-                var parts = npys.Select(Npy.Read).ToList();
-                var shape0 = parts[0].shape.Skip(1).ToArray();
-                var bad = npys.Zip(parts).FirstOrDefault(p => !p.Second.shape.Skip(1).SequenceEqual(shape0));
-                if (bad.First is not null) throw new UserError($"--samples {path}: {bad.First} has examples of shape [{string.Join(", ", bad.Second.shape.Skip(1))}], {npys[0]} [{string.Join(", ", shape0)}]");
-                x = cat(parts.Select(p => p.to_type(ScalarType.Float32)).ToList(), 0);
-                foreach (var p in parts) p.Dispose();
-            }
-            else
-            {
-                int size = refShape is { Length: 3 } ? (int)refShape[1] : 299;
-                int channels = refShape is { Length: 3 } ? (int)refShape[0] : 0;
-                using var ds = ImageFolder.Load($"--samples {path}", path, size, channels);
-                x = ds.Data.clone();
-            }
-        }
-        else
-        {
-            if (!File.Exists(path)) throw new UserError($"--samples {path}: no such file or folder");
-            using var raw = Npy.Read(path);
-            if (raw.dim() != 2 && raw.dim() != 4) throw new UserError($"--samples {path}: expected an N×D or N×C×H×W array, got shape ({string.Join(", ", raw.shape)})");
-            x = raw.to_type(ScalarType.Float32);
-        }
-        if (x.shape[0] < 2) throw new UserError($"--samples {path}: need at least two samples, got {x.shape[0]}");
-        if (n is int k && k < x.shape[0])
-        {
-            var cut = x.narrow(0, 0, k).clone();
-            x.Dispose();
-            x = cut;
-        }
-        return x;
     }
 }

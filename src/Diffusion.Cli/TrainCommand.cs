@@ -4,15 +4,13 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using Diffusion.Config;
 using Diffusion.Data;
-using Diffusion.Metrics;
 using Diffusion.Training;
-using static TorchSharp.torch;
 
 namespace Diffusion.Cli;
 
 public static class TrainCommand
 {
-    public const string Help = """
+    public static readonly string Help = $$"""
         diffusion train [--config FILE|NAME] [--set key=value]... [--data SPEC] [--data-dir DIR]
                         [--remedy NAME[,NAME]...] [--steps N] [--seed S] [--out RUN_DIR] [--resume] [--force]
                         [--threads N] [--quiet]
@@ -24,8 +22,7 @@ public static class TrainCommand
           --config FILE|NAME  a .json or .toml config, or a built-in one (demo, toy, image28, image32).
                               Without it, --data picks a default: the MLP for vectors, the small UNet for images.
           --set key=value     override one config key, e.g. --set train.lr=2e-4 --set model.channel-mult=[1,2,2]
-          --data SPEC         toy:gmm-grid | toy:moons | toy:swiss-roll | toy:rings | gmm:SPEC.json
-                              | fashion-mnist[:test] | mnist | images:DIR | npy:FILE
+          --data SPEC         {{DataFormsHelp()}}
           --data-dir DIR      folder of the dataset's files (Fashion-MNIST IDX, mnist digits)
           --remedy NAMES      switch remedies on with their defaults (before --set, which can tune them):
                               input-perturbation (perturbation.gamma=0.1), debiased (loss.weighting=debiased),
@@ -70,7 +67,7 @@ public static class TrainCommand
             outDir ??= Path.Combine("runs", $"{SafeName(cfg.Data.Spec)}-{DateTime.Now:yyyyMMdd-HHmmss}");
             if (a.Switch("force") && Directory.Exists(outDir))
             {
-                if (!File.Exists(Path.Combine(outDir, Checkpoint.FileName)) && Directory.EnumerateFileSystemEntries(outDir).Any() && !File.Exists(Path.Combine(outDir, Trainer.ConfigFile)))
+                if (!File.Exists(Path.Combine(outDir, Checkpoint.FileName)) && Directory.EnumerateFileSystemEntries(outDir).Any() && !File.Exists(Path.Combine(outDir, RunFolder.ConfigFile)))
                     throw new UsageError($"diffusion train: --force would delete {outDir}, which does not look like a run folder; remove it yourself");
                 Directory.Delete(outDir, recursive: true);
             }
@@ -86,15 +83,14 @@ public static class TrainCommand
         Console.Error.WriteLine($"train: data {cfg.Data.Spec}, model {cfg.Model.Type} ({cfg.Model.Prediction}), schedule {cfg.Schedule.Name} T={cfg.Schedule.Length}, {cfg.Train.Steps} steps of batch {cfg.Train.BatchSize}, seed {cfg.Train.Seed}, {torch.get_num_threads()} threads → {outDir}");
         Console.Error.WriteLine($"train: remedies: {(remedies.Count == 0 ? "none (baseline)" : string.Join(", ", remedies))}");
         var wall = Stopwatch.StartNew();
-        using var trainer = new Trainer(cfg, outDir, resume);
-        trainer.OnMessage = m => Console.Error.WriteLine(m);
+        using var trainer = new Trainer(cfg, outDir, resume, onMessage: m => Console.Error.WriteLine(m));
         Console.Error.WriteLine($"train: {trainer.Data.Count} examples of shape [{string.Join(", ", trainer.Data.ExampleShape)}], {Models.ModelFactory.ParameterCount(trainer.Model):N0} parameters");
         var bar = new ProgressBar("train", !quiet);
         trainer.OnProgress = p => bar.Report(p.Step, p.TotalSteps, p.Loss, p.StepsPerSecond);
         try { trainer.Run(); }
         finally { bar.Finish(); }
 
-        Trainer.WriteLossPlot(outDir, Path.Combine(outDir, "loss.png"));
+        RunLog.WriteLossPlot(outDir, Path.Combine(outDir, "loss.png"));
         var sampleBar = new ProgressBar("sample", !quiet);
         var sw = Stopwatch.StartNew();
         using var samples = trainer.WriteSamples(Path.Combine(outDir, "samples.png"), (d, t) => sampleBar.Report(d, t));
@@ -102,34 +98,7 @@ public static class TrainCommand
         sampleBar.Finish();
         IO.SampleOutput.Save(Path.Combine(outDir, "samples.npy"), samples);
 
-        var log = Trainer.ReadLog(Path.Combine(outDir, Trainer.LogFile));
-        var tail = log.Skip(Math.Max(0, log.Count - Math.Max(1, log.Count / 10))).ToList();
-        var header2 = Checkpoint.ReadHeader(Path.Combine(outDir, Checkpoint.FileName));
-        var metrics = new JsonObject
-        {
-            ["data"] = cfg.Data.Spec,
-            ["remedies"] = new JsonArray(remedies.Select(r => (JsonNode)r).ToArray()),
-            ["steps"] = trainer.Step,
-            ["batch_size"] = cfg.Train.BatchSize,
-            ["parameters"] = Models.ModelFactory.ParameterCount(trainer.Model),
-            ["threads"] = torch.get_num_threads(),
-            ["train_seconds_total"] = Math.Round(header2.ElapsedSeconds, 2),
-            ["train_seconds_this_run"] = Math.Round(trainer.TrainSeconds, 2),
-            ["train_samples_per_second"] = trainer.TrainSeconds > 0 ? Math.Round(trainer.TrainedSteps * cfg.Train.BatchSize / trainer.TrainSeconds, 2) : null,
-            ["final_loss"] = tail.Count > 0 ? Math.Round(tail.Average(e => e.Loss), 6) : null,
-            ["sampler"] = $"{Sampling.Samplers.Describe(cfg.Sample)}, EMA weights",
-            ["samples"] = cfg.Sample.N,
-            ["sample_seconds"] = Math.Round(sampleSeconds, 2),
-            ["wall_seconds_this_command"] = Math.Round(wall.Elapsed.TotalSeconds, 2),
-        };
-        if (trainer.Data.Mixture is { } gmm)
-        {
-            var s = MixtureMetrics.Score(gmm, samples);
-            metrics["fraction_within_3_sigma"] = Math.Round(s.FractionWithin3Sigma, 4);
-            metrics["modes_covered"] = s.ModesCovered;
-            metrics["modes"] = s.Modes;
-            metrics["mean_log_likelihood"] = Math.Round(s.MeanLogLikelihood, 4);
-        }
+        var metrics = RunSummary.Of(trainer, samples, sampleSeconds, wall.Elapsed.TotalSeconds).ToJson();
         Util.AtomicFile.WriteAllText(Path.Combine(outDir, "metrics.json"), metrics.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
         Console.Error.WriteLine($"train: done in {ProgressBar.Format(wall.Elapsed.TotalSeconds)}; wrote {Path.Combine(outDir, "samples.png")}, loss.png, checkpoint.ckpt, metrics.json");
         return 0;
@@ -150,7 +119,7 @@ public static class TrainCommand
         }
         else if (data is not null)
         {
-            string name = DefaultConfigName(data);
+            string name = DataKinds.DefaultConfigName(data);
             tree = ConfigLoader.EmbeddedTree(name);
             origin = $"built-in config {name}";
         }
@@ -169,24 +138,20 @@ public static class TrainCommand
         return ConfigLoader.FromTree(tree, origin);
     }
 
-    /// <summary>The built-in config for a kind of data: toy (MLP) for vectors, image28 or image32 (UNet) for images.</summary>
-    public static string DefaultConfigName(string dataSpec)
+    // The --data forms of every registered kind, " | "-separated, wrapped under the option's column.
+    private static string DataFormsHelp()
     {
-        var (kind, arg) = DataSources.Split(dataSpec);
-        switch (kind)
+        const int Column = 22, Width = 100;
+        var lines = new List<string>();
+        string line = "";
+        foreach (var form in DataKinds.All.SelectMany(k => k.Forms))
         {
-            case "fashion-mnist":
-            case "mnist":
-                return "image28";
-            case "images":
-                return "image32";
-            case "npy":
-                var shape = Npy.ReadShape(arg);
-                if (shape.Length == 4) return shape[2] <= 28 ? "image28" : "image32";
-                return "toy";
-            default:
-                return "toy";
+            if (line.Length == 0) line = form;
+            else if (Column + line.Length + 3 + form.Length <= Width) line += " | " + form;
+            else { lines.Add(line); line = "| " + form; }
         }
+        lines.Add(line);
+        return string.Join("\n" + new string(' ', Column), lines);
     }
 
     private static string SafeName(string spec) =>

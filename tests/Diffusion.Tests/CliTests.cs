@@ -76,7 +76,16 @@ public class CliTests
         // Resume to more steps continues the log where it stopped.
         r = Run("train", "--resume", "--out", run, "--steps", "40", "--quiet");
         Assert.True(r.Code == 0, r.Err);
-        Assert.Equal(40, Diffusion.Training.Checkpoint.ReadHeader(Path.Combine(run, "checkpoint.ckpt")).Step);
+        Assert.Contains($"resuming {run} at step 30", r.Err);
+        var header = Diffusion.Training.Checkpoint.ReadHeader(Path.Combine(run, "checkpoint.ckpt"));
+        Assert.Equal(40, header.Step);
+        // metrics.json: the same keys as ever; the total training time is the one the checkpoint saved.
+        var metrics = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(run, "metrics.json")))!.AsObject();
+        Assert.Equal(["data", "remedies", "steps", "batch_size", "parameters", "threads", "train_seconds_total", "train_seconds_this_run",
+                      "train_samples_per_second", "final_loss", "sampler", "samples", "sample_seconds", "wall_seconds_this_command"],
+                     metrics.Select(kv => kv.Key));
+        Assert.Equal(40, metrics["steps"]!.GetValue<long>());
+        Assert.Equal(Math.Round(header.ElapsedSeconds, 2), metrics["train_seconds_total"]!.GetValue<double>());
         AssertOneLineError(Run("train", "--resume", "--out", run, "--set", "train.lr=1"), "--resume continues the run with its saved config");
 
         var bytes = File.ReadAllBytes(Path.Combine(run, "checkpoint.ckpt"));

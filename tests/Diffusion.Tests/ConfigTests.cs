@@ -101,4 +101,16 @@ public class ConfigTests
         File.WriteAllText(Path.Combine(dir, "x.yaml"), "a: 1");
         Assert.Contains("expected a .json or .toml file", Assert.Throws<ConfigException>(() => ConfigLoader.FileTree(Path.Combine(dir, "x.yaml"))).Message);
     }
+
+    [Fact]
+    public void A_schedule_config_that_cannot_be_built_is_refused_with_the_validation_message()
+    {
+        // Loaded configs are validated once, by the loader; Build only refuses what it cannot build.
+        Assert.Equal(1000, new ScheduleConfig { Name = "cosine" }.Build().T);
+        Assert.StartsWith("schedule.name: expected one of linear", Assert.Throws<ConfigException>(() => new ScheduleConfig { Name = "cubic" }.Build()).Message);
+        Assert.StartsWith("schedule.betas: a custom schedule needs", Assert.Throws<ConfigException>(() => new ScheduleConfig { Name = "custom" }.Build()).Message);
+        var tree = ConfigLoader.EmbeddedTree("toy");
+        ConfigLoader.ApplySet(tree, "schedule.name=cubic");
+        Assert.Contains("schedule.name: expected one of", Assert.Throws<ConfigException>(() => ConfigLoader.FromTree(tree, "test")).Message);
+    }
 }

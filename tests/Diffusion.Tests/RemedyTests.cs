@@ -459,6 +459,6 @@ public class AllRemediesTests
         // The run's config records exactly which remedies were on.
         var saved = Checkpoint.ReadHeader(Path.Combine(dir, Checkpoint.FileName)).RunConfig("saved");
         Assert.Equal(cfg.ActiveRemedies(), saved.ActiveRemedies());
-        Assert.Contains("consistency", File.ReadAllText(Path.Combine(dir, Trainer.LogFile)));
+        Assert.Contains("consistency", File.ReadAllText(Path.Combine(dir, RunLog.FileName)));
     }
 }

@@ -50,7 +50,7 @@ public class TrainingTests
         Assert.True(s.FractionWithin3Sigma > 0.3, $"fraction within 3σ {s.FractionWithin3Sigma:F3}");
         Assert.True(s.ModesCovered >= 45, $"modes covered {s.ModesCovered}/49");
         Assert.True(File.Exists(Path.Combine(dir, Checkpoint.FileName)));
-        Assert.True(Trainer.ReadLog(Path.Combine(dir, Trainer.LogFile)).Count == 120);
+        Assert.True(RunLog.Read(Path.Combine(dir, RunLog.FileName)).Count == 120);
     }
 
     [Fact]
@@ -87,7 +87,7 @@ public class TrainingTests
         foreach (var ((name, pa), (_, pb)) in ma.Network.named_parameters().Zip(mb.Network.named_parameters()))
             Assert.True(pa.equal(pb).all().item<bool>(), name);
         // The log has no duplicated steps after the resume.
-        var log = Trainer.ReadLog(Path.Combine(dirB, Trainer.LogFile));
+        var log = RunLog.Read(Path.Combine(dirB, RunLog.FileName));
         Assert.Equal(log.Select(e => e.Step).Distinct().Count(), log.Count);
     }
 
@@ -103,13 +103,28 @@ public class TrainingTests
         var cfg20 = ToyConfig(20); cfg20.Train.CheckpointEvery = 10; cfg20.Train.LogEvery = 5;
         var dir2 = TestUtil.TempDir("killed2");
         using (var t = new Trainer(cfg20, dir2, resume: false)) t.Run();
-        File.AppendAllText(Path.Combine(dir2, Trainer.LogFile), "{\"step\":25,\"loss\":1,\"grad_norm\":1,\"lr\":1,\"samples_per_second\":1}\n{\"step\":3");
+        File.AppendAllText(Path.Combine(dir2, RunLog.FileName), "{\"step\":25,\"loss\":1,\"grad_norm\":1,\"lr\":1,\"samples_per_second\":1}\n{\"step\":3");
         File.WriteAllText(Path.Combine(dir2, Checkpoint.FileName + ".tmp-123-abc"), "partial write");
         using (var t = new Trainer(cfg, dir2, resume: true)) t.Run();
-        var a = Trainer.ReadLog(Path.Combine(dir, Trainer.LogFile));
-        var b = Trainer.ReadLog(Path.Combine(dir2, Trainer.LogFile));
+        var a = RunLog.Read(Path.Combine(dir, RunLog.FileName));
+        var b = RunLog.Read(Path.Combine(dir2, RunLog.FileName));
         Assert.Equal(a.Select(e => e.Step), b.Select(e => e.Step));
         Assert.Equal(a.Select(e => e.Loss), b.Select(e => e.Loss));
+    }
+
+    [Fact]
+    public void Messages_of_the_constructor_reach_the_callback()
+    {
+        var cfg = ToyConfig(2);
+        cfg.Data.Spec = "toy:moons?n=100";
+        var dir = TestUtil.TempDir("messages");
+        var messages = new List<string>();
+        using (var t = new Trainer(cfg, dir, resume: false, onMessage: messages.Add)) t.Run();
+        Assert.Equal(["note: batch size 256 exceeds the 100 examples; batches repeat examples"], messages);
+        messages.Clear();
+        cfg.Train.Steps = 3;
+        using (var t = new Trainer(cfg, dir, resume: true, onMessage: messages.Add)) t.Run();
+        Assert.Equal(["note: batch size 256 exceeds the 100 examples; batches repeat examples", $"resuming {dir} at step 2"], messages);
     }
 
     [Fact]

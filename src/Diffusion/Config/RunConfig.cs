@@ -25,7 +25,11 @@ public sealed class RunConfig
     public ConsistencyConfig Consistency { get; set; } = new();
     public SmdConfig Smd { get; set; } = new();
 
-    /// <summary>Checks every value a user can set; throws <see cref="ConfigException"/> naming the key.</summary>
+    /// <summary>
+    /// Checks every value a user can set; throws <see cref="ConfigException"/> naming the key.
+    /// <see cref="ConfigLoader.FromTree"/> calls it, so every loaded config is valid and the code that
+    /// uses one does not check again; call it yourself after changing a config by hand.
+    /// </summary>
     public void Validate()
     {
         Schedule.Validate();
@@ -150,7 +154,7 @@ public sealed class SmdConfig
 
 public sealed class DataConfig
 {
-    /// <summary>Data source: toy:gmm-grid, toy:moons, toy:swiss-roll, toy:rings, fashion-mnist, mnist, images:DIR, npy:FILE.</summary>
+    /// <summary>Data source: a spec of one of the kinds of <see cref="Data.DataKinds"/> (toy:moons, fashion-mnist, images:DIR, npy:FILE, …).</summary>
     public string Spec { get; set; } = "toy:gmm-grid";
     /// <summary>Folder holding the dataset's files (Fashion-MNIST IDX files, the mnist package's digits).</summary>
     public string? DataDir { get; set; }
@@ -185,17 +189,25 @@ public sealed class ScheduleConfig
         else if (Timesteps < 2) throw new ConfigException($"schedule.timesteps: expected at least 2, got {Timesteps}");
     }
 
-    public NoiseSchedule Build()
+    /// <summary>
+    /// The schedule this config describes. The config was validated when it was loaded (or, for a
+    /// mixture spec, by <c>GaussianMixture.Load</c>); only a name that cannot be built is refused here,
+    /// with <see cref="Validate"/>'s message, and the schedule checks its own T and β.
+    /// </summary>
+    public NoiseSchedule Build() => Name switch
+    {
+        "linear" => NoiseSchedule.Linear(Timesteps),
+        "cosine" => NoiseSchedule.Cosine(Timesteps),
+        "scaled-linear" => NoiseSchedule.ScaledLinear(Timesteps),
+        "sigmoid" => NoiseSchedule.Sigmoid(Timesteps),
+        "custom" when Betas is not null => new NoiseSchedule(Betas),
+        _ => Unbuildable(),
+    };
+
+    private NoiseSchedule Unbuildable()
     {
         Validate();
-        return Name switch
-        {
-            "linear" => NoiseSchedule.Linear(Timesteps),
-            "cosine" => NoiseSchedule.Cosine(Timesteps),
-            "scaled-linear" => NoiseSchedule.ScaledLinear(Timesteps),
-            "sigmoid" => NoiseSchedule.Sigmoid(Timesteps),
-            _ => new NoiseSchedule(Betas!),
-        };
+        throw new ConfigException($"schedule.name: cannot build '{Name}'");
     }
 
     /// <summary>The number of steps the built schedule has.</summary>

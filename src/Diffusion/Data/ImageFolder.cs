@@ -12,6 +12,13 @@ public static class ImageFolder
 {
     private static readonly string[] Extensions = [".png", ".jpg", ".jpeg"];
 
+    /// <summary><c>images:DIR</c>, sized by data.image-size and data.channels.</summary>
+    public static Dataset FromSpec(DataRequest request)
+    {
+        if (request.Arg == "") throw new UserError($"{request.Spec}: expected images:DIR");
+        return Load(request.Spec, request.Arg, request.Config.ImageSize, request.Config.Channels);
+    }
+
     /// <param name="channels">1, 3, or 0 to decide from the files (1 when every image is gray).</param>
     public static Dataset Load(string spec, string dir, int size, int channels)
     {

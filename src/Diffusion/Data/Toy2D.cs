@@ -23,6 +23,13 @@ public static class Toy2D
         return new GaussianMixture(Enumerable.Repeat(1.0, means.Count).ToArray(), means.ToArray(), Enumerable.Repeat(std, means.Count).ToArray());
     }
 
+    /// <summary><c>toy:NAME?options</c>.</summary>
+    public static Dataset FromSpec(DataRequest request)
+    {
+        var (name, opts) = DataSources.Options(request.Arg);
+        return Load(name, opts, request.Spec);
+    }
+
     public static Dataset Load(string name, IReadOnlyDictionary<string, string> options, string spec)
     {
         var opts = new SpecOptions(spec, options);

@@ -97,24 +97,7 @@ public sealed class DiagnosticModel : IDisposable
     }
 
     /// <summary>The held-out counterpart of a training data spec: fashion-mnist → fashion-mnist:test; toy sets and gmm: with another seed.</summary>
-    public static string HeldOutSpec(string trainSpec)
-    {
-        var (kind, arg) = DataSources.Split(trainSpec);
-        switch (kind)
-        {
-            case "fashion-mnist":
-                return "fashion-mnist:test";
-            case "toy":
-            case "gmm":
-            {
-                var (name, opts) = DataSources.Options(arg);
-                opts.Remove("seed");
-                return $"{kind}:{name}?{string.Join('&', opts.Select(kv => $"{kv.Key}={kv.Value}").Append("seed=9001"))}";
-            }
-            default:
-                return trainSpec; // mnist, images:, npy: have no held-out split: the training data itself
-        }
-    }
+    public static string HeldOutSpec(string trainSpec) => DataKinds.HeldOutSpec(trainSpec);
 
     private static GaussianMixture? MixtureOf(string spec)
     {

@@ -2,7 +2,7 @@ using Diffusion.Config;
 
 namespace Diffusion.Models;
 
-/// <summary>Builds the network a config describes for examples of a given shape.</summary>
+/// <summary>Builds the network a config describes for examples of a given shape (the config was validated when it was loaded).</summary>
 public static class ModelFactory
 {
     /// <summary>The network of a run: the UNet or MLP of <c>model</c>, wrapped for soft mixture denoising when <c>smd.enabled</c>.</summary>
@@ -10,7 +10,6 @@ public static class ModelFactory
     {
         if (!cfg.Smd.Enabled) return Create(cfg.Model, exampleShape);
         var m = cfg.Model;
-        m.Validate();
         CheckShape(m, exampleShape);
         int d = cfg.Smd.LatentDimFor(m.Type);
         if (m.Type == "unet")
@@ -34,7 +33,6 @@ public static class ModelFactory
 
     public static DenoiserNetwork Create(ModelConfig cfg, long[] exampleShape)
     {
-        cfg.Validate();
         CheckShape(cfg, exampleShape);
         if (cfg.Type == "unet")
             return new UNet((int)exampleShape[0], (int)exampleShape[1], cfg.Channels, cfg.ChannelMult, cfg.ResBlocks,

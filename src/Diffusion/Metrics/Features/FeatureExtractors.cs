@@ -20,13 +20,11 @@ public static class FeatureExtractors
     public const string Help = "inception-fid, classifier:fashion-mnist, classifier:mnist, raw";
     public const string InceptionEnvironment = "DIFFUSION_INCEPTION_WEIGHTS";
 
-    /// <summary>The default feature space for a reference data spec: the project's classifier for Fashion-MNIST and MNIST, Inception for other images, the vectors themselves otherwise.</summary>
-    public static string DefaultFor(string dataSpec, bool isImage)
-    {
-        var (kind, _) = DataSources.Split(dataSpec);
-        if (kind is "fashion-mnist" or "mnist") return "classifier:" + kind;
-        return isImage ? "inception-fid" : "raw";
-    }
+    /// <summary>
+    /// The default feature space for a reference data spec, as its kind declares it in <see cref="DataKinds"/>: the
+    /// project's classifier for Fashion-MNIST and MNIST, Inception for other images, the vectors themselves otherwise.
+    /// </summary>
+    public static string DefaultFor(string dataSpec, bool isImage) => DataKinds.DefaultFeatures(dataSpec, isImage);
 
     public static IFeatureExtractor Create(string name, FeatureSettings settings)
     {
