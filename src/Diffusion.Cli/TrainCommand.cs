@@ -48,94 +48,46 @@ public static class TrainCommand
         bool resume = a.Switch("resume");
         string? outDir = a.Get("out");
         RunConfig cfg;
-
-        if (resume)
         {
-            if (outDir is null) throw new UsageError("diffusion train: --resume needs --out RUN_DIR (the run to continue)");
-            foreach (var o in new[] { "config", "set", "remedy", "data", "seed" })
-                if (a.Has(o)) throw new UsageError($"diffusion train: --resume continues the run with its saved config; --{o} cannot change it (only --steps, --threads and --data-dir may be given)");
-            if (a.Switch("force")) throw new UsageError("diffusion train: --resume and --force contradict each other");
-            var header = Checkpoint.ReadHeader(Checkpoint.Resolve(outDir));
-            var tree = header.Config;
-            if (a.Int("steps", 0) is int st) ConfigLoader.ApplySet(tree, $"train.steps={st}");
-            if (a.Get("data-dir") is string dd) tree["data"]!["data-dir"] = dd;
-            cfg = ConfigLoader.FromTree(tree, $"checkpoint in {outDir}");
-        }
-        else
-        {
-            cfg = BuildConfig(a);
-            outDir ??= Path.Combine("runs", $"{SafeName(cfg.Data.Spec)}-{DateTime.Now:yyyyMMdd-HHmmss}");
-            if (a.Switch("force") && Directory.Exists(outDir))
+            if (resume)
             {
-                if (!File.Exists(Path.Combine(outDir, Checkpoint.FileName)) && Directory.EnumerateFileSystemEntries(outDir).Any() && !File.Exists(Path.Combine(outDir, RunFolder.ConfigFile)))
-                    throw new UsageError($"diffusion train: --force would delete {outDir}, which does not look like a run folder; remove it yourself");
-                Directory.Delete(outDir, recursive: true);
+                if (outDir is null) throw new UsageError("diffusion train: --resume needs --out RUN_DIR (the run to continue)");
+                foreach (var o in new[] { "config", "set", "remedy", "data", "seed" })
+                    if (a.Has(o)) throw new UsageError($"diffusion train: --resume continues the run with its saved config; --{o} cannot change it (only --steps, --threads and --data-dir may be given)");
+                if (a.Switch("force")) throw new UsageError("diffusion train: --resume and --force contradict each other");
+                cfg = TrainingRun.ResumeConfig(outDir, a.Int("steps", 0), a.Get("data-dir"));
+            }
+            else
+            {
+                if (!a.Has("config") && !a.Has("data")) throw new UsageError("diffusion train: give --config FILE (or a built-in name: demo, toy, image28, image32) or --data SPEC");
+                cfg = TrainingRun.NewConfig(new TrainRequest
+                {
+                    Config = a.Get("config"), Remedies = a.All("remedy"), Sets = a.All("set"), Data = a.Get("data"),
+                    DataDir = a.Get("data-dir"), Steps = a.Int("steps", 0), Seed = a.Long("seed"),
+                });
+                outDir ??= TrainingRun.DefaultRunDir(cfg);
+                TrainingRun.PrepareNew(outDir, a.Switch("force"));
             }
         }
-
-        if (!resume && File.Exists(Path.Combine(outDir, Checkpoint.FileName)))
-            throw new UsageError($"diffusion train: --out {outDir} already holds a run ({Checkpoint.FileName}); pass --resume to continue it, --force to start over, or choose another --out");
         int threads = a.Int("threads", 1) ?? cfg.Train.Threads;
         if (threads > 0) torch.set_num_threads(threads);
         bool quiet = a.Switch("quiet");
 
-        var remedies = cfg.ActiveRemedies();
-        Console.Error.WriteLine($"train: data {cfg.Data.Spec}, model {cfg.Model.Type} ({cfg.Model.Prediction}), schedule {cfg.Schedule.Name} T={cfg.Schedule.Length}, {cfg.Train.Steps} steps of batch {cfg.Train.BatchSize}, seed {cfg.Train.Seed}, {torch.get_num_threads()} threads → {outDir}");
-        Console.Error.WriteLine($"train: remedies: {(remedies.Count == 0 ? "none (baseline)" : string.Join(", ", remedies))}");
         var wall = Stopwatch.StartNew();
-        using var trainer = new Trainer(cfg, outDir, resume, onMessage: m => Console.Error.WriteLine(m));
-        Console.Error.WriteLine($"train: {trainer.Data.Count} examples of shape [{string.Join(", ", trainer.Data.ExampleShape)}], {Models.ModelFactory.ParameterCount(trainer.Model):N0} parameters");
         var bar = new ProgressBar("train", !quiet);
-        trainer.OnProgress = p => bar.Report(p.Step, p.TotalSteps, p.Loss, p.StepsPerSecond);
-        try { trainer.Run(); }
-        finally { bar.Finish(); }
-
-        RunLog.WriteLossPlot(outDir, Path.Combine(outDir, "loss.png"));
         var sampleBar = new ProgressBar("sample", !quiet);
-        var sw = Stopwatch.StartNew();
-        using var samples = trainer.WriteSamples(Path.Combine(outDir, "samples.png"), (d, t) => sampleBar.Report(d, t));
-        double sampleSeconds = sw.Elapsed.TotalSeconds;
-        sampleBar.Finish();
-        IO.SampleOutput.Save(Path.Combine(outDir, "samples.npy"), samples);
-
-        var metrics = RunSummary.Of(trainer, samples, sampleSeconds, wall.Elapsed.TotalSeconds).ToJson();
-        Util.AtomicFile.WriteAllText(Path.Combine(outDir, "metrics.json"), metrics.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
+        try
+        {
+            TrainingRun.Execute(cfg, outDir, resume, new TrainingCallbacks
+            {
+                Message = m => Console.Error.WriteLine(m),
+                Training = p => bar.Report(p.Step, p.TotalSteps, p.Loss, p.StepsPerSecond),
+                Sampling = (d, t) => { bar.Finish(); sampleBar.Report(d, t); },
+            });
+        }
+        finally { bar.Finish(); sampleBar.Finish(); }
         Console.Error.WriteLine($"train: done in {ProgressBar.Format(wall.Elapsed.TotalSeconds)}; wrote {Path.Combine(outDir, "samples.png")}, loss.png, checkpoint.ckpt, metrics.json");
         return 0;
-    }
-
-    /// <summary>The config of a new run: a file or built-in config (or the default for --data), then --set, --data, --data-dir, --steps, --seed.</summary>
-    public static RunConfig BuildConfig(Args a)
-    {
-        JsonObject tree;
-        string origin;
-        string? configArg = a.Get("config");
-        string? data = a.Get("data");
-        if (configArg is not null)
-        {
-            bool looksLikeFile = configArg.Contains('/') || configArg.Contains('\\') || configArg.EndsWith(".toml") || configArg.EndsWith(".json");
-            tree = looksLikeFile || File.Exists(configArg) ? ConfigLoader.FileTree(configArg) : ConfigLoader.EmbeddedTree(configArg);
-            origin = configArg;
-        }
-        else if (data is not null)
-        {
-            string name = DataKinds.DefaultConfigName(data);
-            tree = ConfigLoader.EmbeddedTree(name);
-            origin = $"built-in config {name}";
-        }
-        else throw new UsageError("diffusion train: give --config FILE (or a built-in name: demo, toy, image28, image32) or --data SPEC");
-
-        foreach (var list in a.All("remedy"))
-        {
-            try { foreach (var set in Remedies.Presets(list)) ConfigLoader.ApplySet(tree, set); }
-            catch (UserError e) { throw new UsageError("diffusion train: " + e.Message); }
-        }
-        foreach (var s in a.All("set")) ConfigLoader.ApplySet(tree, s);
-        if (data is not null) ConfigLoader.ApplySet(tree, "data.spec=" + JsonSerializer.Serialize(data));
-        if (a.Get("data-dir") is string dd) ConfigLoader.ApplySet(tree, "data.data-dir=" + JsonSerializer.Serialize(dd));
-        if (a.Int("steps", 0) is int steps) ConfigLoader.ApplySet(tree, $"train.steps={steps}");
-        if (a.Long("seed") is long seed) ConfigLoader.ApplySet(tree, $"train.seed={seed}");
-        return ConfigLoader.FromTree(tree, origin);
     }
 
     // The --data forms of every registered kind, " | "-separated, wrapped under the option's column.
@@ -154,6 +106,4 @@ public static class TrainCommand
         return string.Join("\n" + new string(' ', Column), lines);
     }
 
-    private static string SafeName(string spec) =>
-        new string(spec.Select(c => char.IsLetterOrDigit(c) || c == '-' ? c : '-').ToArray()).Trim('-') is { Length: > 0 } s ? s[..Math.Min(s.Length, 40)] : "run";
 }
