@@ -24,10 +24,8 @@ public static class TrainCommand
           --set key=value     override one config key, e.g. --set train.lr=2e-4 --set model.channel-mult=[1,2,2]
           --data SPEC         {{DataFormsHelp()}}
           --data-dir DIR      folder of the dataset's files (Fashion-MNIST IDX, mnist digits)
-          --remedy NAMES      switch remedies on with their defaults (before --set, which can tune them):
-                              input-perturbation (perturbation.gamma=0.1), debiased (loss.weighting=debiased),
-                              time-sharing (time-sharing.intervals=5, threshold T/10),
-                              consistency (consistency.weight=1, max-steps 5), smd (smd.enabled=true), all
+          --remedy NAMES      switch remedies on with their defaults (before --set, which can tune them), or all:
+        {{RemedyHelp()}}
           --steps N           total optimisation steps (with --resume: continue up to N in total)
           --seed S            seed of every random draw (model init, data order, t, noise, dropout)
           --out RUN_DIR       run folder (default runs/<data>-<time>)
@@ -89,6 +87,9 @@ public static class TrainCommand
         Console.Error.WriteLine($"train: done in {ProgressBar.Format(wall.Elapsed.TotalSeconds)}; wrote {Path.Combine(outDir, "samples.png")}, loss.png, checkpoint.ckpt, metrics.json");
         return 0;
     }
+
+    // One line per registered remedy: its name, the problem and the --set assignments of its preset.
+    private static string RemedyHelp() => string.Join("\n", Remedies.All.Select(r => $"                        {r.Name,-19}{r.Problem}: {string.Join(" ", r.Preset)}"));
 
     // The --data forms of every registered kind, " | "-separated, wrapped under the option's column.
     private static string DataFormsHelp()
