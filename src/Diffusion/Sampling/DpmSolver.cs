@@ -47,6 +47,19 @@ public sealed class DpmSolver : ISampler
     public static readonly string[] Algorithms = ["dpmsolver", "dpmsolver++"];
     public static readonly string[] Methods = ["singlestep", "multistep"];
 
+    /// <summary>
+    /// Which published behaviour the multistep solver follows (<c>--dpm-compat</c>):
+    /// <list type="bullet">
+    /// <item><c>corrected</c> (default): the Taylor D₂ (3M of third order) and lower-order final steps when steps &lt; 10
+    /// for order 3, &lt; 15 for order 2;</item>
+    /// <item><c>reference</c>: the DPM-Solver authors' <c>dpm_solver_pytorch.py</c> (commit 8acf2bb): half that D₂ (3M of
+    /// second order) and lower-order final steps when steps &lt; 10, for every order;</item>
+    /// <item><c>diffusers</c>: <c>DPMSolverMultistepScheduler</c>'s rule: half D₂ and lower-order final steps when steps &lt; 15, for every order.</item>
+    /// </list>
+    /// Singlestep solvers are the same in all three (their inner points are the reference's r₁, r₂ in λ).
+    /// </summary>
+    public static readonly string[] Compats = ["corrected", "reference", "diffusers"];
+
     /// <summary>The registry entry: <c>dpm-solver</c>, 20 evaluations by default.</summary>
     public static readonly SamplerKind Kind = new("dpm-solver", "DPM-Solver / DPM-Solver++ of order 1–3, singlestep or multistep",
         [
@@ -56,10 +69,13 @@ public sealed class DpmSolver : ISampler
             new SamplerOption("skip", "dpm-solver: where the steps go between t = 1 and 1/N: time-uniform (default), logSNR (uniform in log-SNR) or time-quadratic", Choices: ContinuousSpacing.Names),
             new SamplerOption("lower-order-final", "dpm-solver multistep: drop to order 2 and 1 at the last steps when steps < 10 for order 3, < 15 for order 2 (default on; --no-lower-order-final keeps the full order)", IsSwitch: true),
             new SamplerOption("denoise-to-zero", "dpm-solver: one more evaluation at the end that returns x̂0 at t = 1/N", IsSwitch: true),
+            new SamplerOption("dpm-compat", "dpm-solver multistep: corrected (default: Taylor D₂, lower-order final below 10 steps for order 3, 15 for order 2), reference (dpm_solver_pytorch.py: half D₂, below 10 for every order) or diffusers (half D₂, below 15)", Choices: Compats),
         ],
         T => 20,
-        (c, s, clip) => new DpmSolver(s, c.Steps, c.Order, c.Algorithm, c.Method, c.Skip, c.LowerOrderFinal, c.DenoiseToZero, clip && c.Algorithm == "dpmsolver++"),
-        c => $"{(c.Algorithm == "dpmsolver++" ? "dpm-solver++" : "dpm-solver")} {c.Method} order {c.Order}, {c.Steps} steps ({c.Skip}{(c.DenoiseToZero ? ", denoise to zero" : "")})");
+        (c, s, clip) => new DpmSolver(s, c.Steps, c.Order, c.Algorithm, c.Method, c.Skip, c.LowerOrderFinal, c.DenoiseToZero, clip && c.Algorithm == "dpmsolver++",
+                                      c.Option("dpm-compat", "corrected")),
+        c => $"{(c.Algorithm == "dpmsolver++" ? "dpm-solver++" : "dpm-solver")} {c.Method} order {c.Order}, {c.Steps} steps ({c.Skip}{(c.DenoiseToZero ? ", denoise to zero" : "")}" +
+             $"{(c.Option("dpm-compat", "corrected") is var k && k != "corrected" ? ", " + k + " compat" : "")})");
 
     /// <summary>One solver step from <paramref name="From"/> to <paramref name="To"/> of order <paramref name="Order"/>; <paramref name="Inner"/> holds a singlestep update's intermediate times (Order − 1 of them).</summary>
     public sealed record Step(double From, double To, int Order, double[] Inner);
@@ -76,6 +92,9 @@ public sealed class DpmSolver : ISampler
     /// </summary>
     public bool ReferenceThirdOrderMultistep { get; init; }
 
+    /// <summary>The published behaviour followed (<see cref="Compats"/>).</summary>
+    public string Compat { get; }
+
     /// <summary>The continuous view the solver integrates on (its N and the network-time map).</summary>
     public ContinuousVp Vp { get; }
     /// <summary>The steps, in order.</summary>
@@ -83,8 +102,12 @@ public sealed class DpmSolver : ISampler
     public int Evaluations => steps + (denoiseToZero ? 1 : 0);
 
     public DpmSolver(NoiseSchedule schedule, int steps, int order = 2, string algorithm = "dpmsolver++", string method = "multistep",
-                     string skip = "time-uniform", bool lowerOrderFinal = true, bool denoiseToZero = false, bool clipDenoised = false)
+                     string skip = "time-uniform", bool lowerOrderFinal = true, bool denoiseToZero = false, bool clipDenoised = false,
+                     string compat = "corrected")
     {
+        if (!Compats.Contains(compat)) throw new UserError($"--dpm-compat {compat}: expected one of {string.Join(", ", Compats)}");
+        Compat = compat;
+        ReferenceThirdOrderMultistep = compat != "corrected";
         if (steps < 1) throw new UserError($"--steps must be at least 1, got {steps}");
         if (order < 1 || order > 3) throw new UserError($"--order must be 1, 2 or 3, got {order}");
         if (!Algorithms.Contains(algorithm)) throw new UserError($"--algorithm {algorithm}: expected one of {string.Join(", ", Algorithms)}");
@@ -144,7 +167,7 @@ public sealed class DpmSolver : ISampler
     private Step[] MultistepPlan(string skip, int steps, int order, bool lowerOrderFinal)
     {
         var times = ContinuousSpacing.Times(skip, Vp, Vp.TMax, Vp.TMin, steps);
-        int lowerBelow = order >= 3 ? 10 : 15;
+        int lowerBelow = Compat switch { "reference" => 10, "diffusers" => 15, _ => order >= 3 ? 10 : 15 };
         var r = new Step[steps];
         for (int i = 1; i <= steps; i++)
         {
