@@ -156,6 +156,7 @@ public static class SampleCommand
             using var raw = Npy.Read(noisePath);
             if (raw.dim() != exampleShape.Length + 1 || !raw.shape.Skip(1).SequenceEqual(exampleShape))
                 throw new UserError($"--init-noise {noisePath}: expected shape (N, {string.Join(", ", exampleShape)}), got ({string.Join(", ", raw.shape)})");
+            if (raw.shape[0] == 0) throw new UserError($"--init-noise {noisePath}: holds no rows; expected at least one");
             if (raw.dtype != ScalarType.Float32 && raw.dtype != ScalarType.Float64)
                 throw new UserError($"--init-noise {noisePath}: expected float32 or float64 values, got {raw.dtype}");
             xT = raw.to_type(dtypeArg switch { "float64" => ScalarType.Float64, "float32" => ScalarType.Float32, _ => raw.dtype });

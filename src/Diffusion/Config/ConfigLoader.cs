@@ -128,7 +128,8 @@ public static class ConfigLoader
             }
             throw new ConfigException($"{origin}: {what} '{path}'");
         }
-        cfg.Validate();
+        try { cfg.Validate(); }
+        catch (ConfigException e) { throw new ConfigException($"{origin}: {e.Message}"); }
         return cfg;
     }
 

@@ -77,11 +77,13 @@ public static class Idx
             throw new UserError($"{spec}: {Path.Combine(dir, stem)}[.gz] not found; install the dataset (make setup) or pass --data-dir DIR");
         }
         using var scope = NewDisposeScope();
-        var images = Read(Find($"{split}-images-idx3-ubyte"));
-        var labels = Read(Find($"{split}-labels-idx1-ubyte"));
-        if (images.dim() != 3) throw new UserError($"{spec}: image file has {images.dim()} dimensions; expected 3 (N×H×W)");
-        if (labels.dim() != 1 || labels.shape[0] != images.shape[0])
-            throw new UserError($"{spec}: {labels.shape[0]} labels for {images.shape[0]} images");
+        string imagesPath = Find($"{split}-images-idx3-ubyte"), labelsPath = Find($"{split}-labels-idx1-ubyte");
+        var images = Read(imagesPath);
+        var labels = Read(labelsPath);
+        if (images.dim() != 3) throw new UserError($"{spec}: {imagesPath} has {images.dim()} dimensions; expected 3 (N×H×W)");
+        if (labels.dim() != 1) throw new UserError($"{spec}: {labelsPath} has {labels.dim()} dimensions; expected 1 (N labels)");
+        if (labels.shape[0] != images.shape[0])
+            throw new UserError($"{spec}: {labels.shape[0]} labels in {labelsPath} for {images.shape[0]} images in {imagesPath}");
         var x = images.to_type(ScalarType.Float32).unsqueeze(1) / 127.5 - 1.0;
         var ds = new Dataset(spec, x, labels.to_type(ScalarType.Int64));
         return ds;

@@ -34,7 +34,9 @@ public static partial class Npy
     public static Tensor FromBytes(string name, byte[] bytes)
     {
         var (shape, type, size, dataStart) = ParseHeader(name, bytes);
-        long count = shape.Aggregate(1L, (a, b) => a * b);
+        long count = 1;
+        try { foreach (var s in shape) count = checked(count * s); _ = checked(count * size); }
+        catch (OverflowException) { throw new UserError($"{name}: truncated: shape ({string.Join(", ", shape)}) needs more bytes of data than any file holds"); }
         if (bytes.LongLength - dataStart < count * size)
             throw new UserError($"{name}: truncated: shape ({string.Join(", ", shape)}) needs {count * size} bytes of data, the file has {bytes.LongLength - dataStart}");
         var span = bytes.AsSpan(dataStart, (int)(count * size));
@@ -80,7 +82,8 @@ public static partial class Npy
         if (fortran.Success && fortran.Groups[1].Value == "True") throw new UserError($"{path}: Fortran-ordered arrays are not supported; save with C order");
         long[] shape;
         try { shape = shapeM.Groups[1].Value.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(long.Parse).ToArray(); }
-        catch (FormatException) { throw new UserError($"{path}: unreadable shape in .npy header '{header.Trim()}'"); }
+        catch (Exception e) when (e is FormatException or OverflowException) { throw new UserError($"{path}: unreadable shape in .npy header '{header.Trim()}'"); }
+        if (shape.Any(s => s < 0)) throw new UserError($"{path}: negative size in the .npy shape ({string.Join(", ", shape)})");
         string d = descr.Groups[1].Value;
         (ScalarType type, int size) = d switch
         {

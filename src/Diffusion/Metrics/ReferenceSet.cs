@@ -95,6 +95,14 @@ public sealed class ReferenceSet : IDisposable
             var stats = new FeatureStatistics(mu, sigma, n);
             return new ReferenceSet(meta?["features"]?.GetValue<string>(), path, rows, stats, mixture, shape);
         }
+        catch (UserError e) when (!e.Message.StartsWith(path, StringComparison.Ordinal))
+        {
+            throw new UserError($"{path}: {e.Message}");
+        }
+        catch (Exception e) when (e is InvalidOperationException or FormatException)
+        {
+            throw new UserError($"{path}: unreadable meta.json ({e.Message.ReplaceLineEndings(" ")})");
+        }
         finally
         {
             foreach (var t in arrays.Values) t.Dispose();

@@ -27,8 +27,9 @@ public sealed class GaussianMixture
             throw new UserError($"Gaussian mixture: weights, means and stds must have the same length (got {weights.Length}, {means.Length}, {stds.Length})");
         if (means.Any(m => m is null || m.Length == 0 || m.Length != means[0].Length))
             throw new UserError("Gaussian mixture: every mean must be a non-empty list of the same length");
-        if (weights.Any(w => !(w > 0))) throw new UserError("Gaussian mixture: every weight must be positive");
-        if (stds.Any(s => !(s >= 0))) throw new UserError("Gaussian mixture: every std must be zero or more");
+        if (weights.Any(w => !(w > 0) || double.IsInfinity(w))) throw new UserError("Gaussian mixture: every weight must be positive and finite");
+        if (stds.Any(s => !(s >= 0) || double.IsInfinity(s))) throw new UserError("Gaussian mixture: every std must be zero or more and finite");
+        if (means.Any(m => m.Any(v => !double.IsFinite(v)))) throw new UserError("Gaussian mixture: every mean must be finite");
         double sum = weights.Sum();
         Weights = weights.Select(w => w / sum).ToArray();
         Means = means.Select(m => (double[])m.Clone()).ToArray();

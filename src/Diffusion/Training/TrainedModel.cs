@@ -37,7 +37,11 @@ public sealed class TrainedModel : IDisposable
         var cfg = header.RunConfig($"checkpoint {path}");
         var schedule = cfg.Schedule.Build();
         header.CheckSchedule(schedule, path);
-        var net = ModelFactory.Create(cfg, header.ExampleShape);
+        if (header.ExampleShape is not ({ Length: 1 } or { Length: 3 }) || header.ExampleShape.Any(s => s < 1))
+            throw new UserError($"checkpoint {path}: example shape [{string.Join(", ", header.ExampleShape ?? [])}]; expected [D] or [C, H, W]");
+        DenoiserNetwork net;
+        try { net = ModelFactory.Create(cfg, header.ExampleShape); }
+        catch (UserError e) { throw new UserError($"checkpoint {path}: {e.Message}"); }
         Checkpoint.LoadModule(path, sections, weights, net);
         net.eval();
         return new TrainedModel { Path = path, Config = cfg, Schedule = schedule, Network = net, ExampleShape = header.ExampleShape, Step = header.Step };

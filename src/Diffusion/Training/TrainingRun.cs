@@ -106,11 +106,13 @@ public static class TrainingRun
     public static RunSummary Execute(RunConfig cfg, string runDir, bool resume, TrainingCallbacks? callbacks = null)
     {
         var say = callbacks?.Message;
+        // The data first: a missing or damaged data file is the one error line, before the run says anything.
+        using var data = DataSources.Load(cfg.Data);
         var remedies = cfg.ActiveRemedies();
         say?.Invoke($"train: data {cfg.Data.Spec}, model {cfg.Model.Type} ({cfg.Model.Prediction}), schedule {cfg.Schedule.Name} T={cfg.Schedule.Length}, {cfg.Train.Steps} steps of batch {cfg.Train.BatchSize}, seed {cfg.Train.Seed}, {get_num_threads()} threads → {runDir}");
         say?.Invoke($"train: remedies: {(remedies.Count == 0 ? "none (baseline)" : string.Join(", ", remedies))}");
         var wall = Stopwatch.StartNew();
-        using var trainer = new Trainer(cfg, runDir, resume, onMessage: say);
+        using var trainer = new Trainer(cfg, runDir, resume, data, onMessage: say);
         say?.Invoke($"train: {trainer.Data.Count} examples of shape [{string.Join(", ", trainer.Data.ExampleShape)}], {Models.ModelFactory.ParameterCount(trainer.Model):N0} parameters");
         trainer.OnProgress = callbacks?.Training;
         trainer.Run();

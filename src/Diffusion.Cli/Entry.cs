@@ -1,0 +1,70 @@
+namespace Diffusion.Cli;
+
+/// <summary>
+/// The command line as a method: dispatch to a command and the one place errors become exit codes
+/// (0 done, 1 a user error, 2 a usage error, 3 an internal error). Output goes through
+/// <see cref="Console"/>, so a caller (the fuzz tests) can run commands in-process and read it.
+/// </summary>
+public static class Entry
+{
+    public const string Usage = """
+        diffusion — train, sample and benchmark denoising diffusion models (TorchSharp, CPU)
+
+        usage: diffusion <command> [options]      (diffusion <command> --help for its options)
+
+          train    train a model on toy, image or array data; writes a run folder
+          sample   draw samples from a checkpoint or from an exact Gaussian-mixture model
+          eval     score samples against reference data: FID, KID, precision/recall, MMD
+          diagnose measure exposure bias, x0 bias, Lipschitz in t, error propagation, mixture steps
+          bench    training and sampling throughput of the reference UNet configs
+        """;
+
+    public static int Run(string[] args)
+    {
+        if (args.Length == 0 || args[0] is "-h" or "--help" or "help")
+        {
+            Console.WriteLine(Usage);
+            return args.Length == 0 ? 2 : 0;
+        }
+        string command = args[0];
+        string[] rest = args[1..];
+        (Func<string[], int> run, string help) = command switch
+        {
+            "train" => ((Func<string[], int>)TrainCommand.Run, TrainCommand.Help),
+            "sample" => (SampleCommand.Run, SampleCommand.Help),
+            "bench" => (BenchCommand.Run, BenchCommand.Help),
+            "eval" => (EvalCommand.Run, EvalCommand.Help),
+            "diagnose" => (DiagnoseCommand.Run, DiagnoseCommand.Help),
+            _ => (null!, ""),
+        };
+        if (run is null)
+        {
+            Console.Error.WriteLine($"error: unknown command '{command}'; expected train, sample, eval, diagnose or bench (diffusion --help)");
+            return 2;
+        }
+        if (rest.Any(a => a is "-h" or "--help"))
+        {
+            Console.WriteLine(help);
+            return 0;
+        }
+        try
+        {
+            return run(rest);
+        }
+        catch (UsageError e)
+        {
+            Console.Error.WriteLine($"error: {e.Message}");
+            return 2;
+        }
+        catch (UserError e)
+        {
+            Console.Error.WriteLine($"error: {e.Message}");
+            return 1;
+        }
+        catch (Exception e) when (Environment.GetEnvironmentVariable("DIFFUSION_DEBUG") != "1")
+        {
+            Console.Error.WriteLine($"error: internal error ({e.GetType().Name}: {e.Message.ReplaceLineEndings(" ")}); set DIFFUSION_DEBUG=1 for the stack trace");
+            return 3;
+        }
+    }
+}
