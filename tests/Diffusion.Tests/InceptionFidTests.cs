@@ -181,7 +181,8 @@ public class InceptionFidTests
         using var got = loaded.Extract(one);
         Assert.True(got.equal(expected).all().item<bool>(), "features differ after the .pth round trip");
 
-        // A wrong file is a one-line error naming it: the legacy torch.save container, a broken pickle, a wrong network.
+        // A wrong file is a one-line error naming it: a legacy torch.save container cut after its magic number (whole
+        // legacy files are read: LegacyPthTests), a broken pickle, a wrong network.
         var legacy = Path.Combine(dir, "legacy.pth");
         File.WriteAllBytes(legacy, [0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19, 0x2e]);
         var e = Assert.Throws<UserError>(() => InceptionFid.Load(legacy));

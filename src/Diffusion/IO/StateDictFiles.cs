@@ -9,8 +9,9 @@ namespace Diffusion.IO;
 /// State dicts in PyTorch's own files, read and written through TorchSharp.PyBridge (no Python at run time):
 /// safetensors (read and write) and <c>torch.save</c> pickles (<c>.pth</c>/<c>.pt</c>/<c>.bin</c>, read only).
 /// Every problem with a file is a one-line <see cref="UserError"/> naming it.
-/// <para>PyBridge reads only the zip container <c>torch.save</c> has written since PyTorch 1.6; a file in the
-/// older container (it starts with a pickle, not "PK") is refused with a hint to re-save or convert it.</para>
+/// <para>PyBridge reads the zip container <c>torch.save</c> has written since PyTorch 1.6; a file in the older
+/// container (it starts with a pickle, not "PK"), such as pytorch-fid's Inception weights, is read by
+/// <see cref="LegacyTorchFile"/>.</para>
 /// </summary>
 public static class StateDictFiles
 {
@@ -32,16 +33,17 @@ public static class StateDictFiles
         catch (InvalidDataException) { return false; }
     }
 
-    /// <summary>The tensors of a state dict saved with <c>torch.save(model.state_dict(), path)</c>, by name (the caller disposes them).</summary>
+    /// <summary>The tensors of a state dict saved with <c>torch.save(model.state_dict(), path)</c> (zip or legacy container), by name (the caller disposes them).</summary>
     public static Dictionary<string, Tensor> ReadPyTorch(string path)
     {
         if (!File.Exists(path)) throw new UserError($"{path}: file not found");
+        bool legacy = false;
         using (var fs = File.OpenRead(path))
         {
             int b0 = fs.ReadByte(), b1 = fs.ReadByte();
-            if (b0 == 0x80 && b1 is >= 0 and <= 5)
-                throw new UserError($"{path}: saved in PyTorch's legacy (before 1.6) torch.save format, which TorchSharp.PyBridge cannot read; re-save it with torch.save(torch.load(f), f) under PyTorch ≥ 1.6, or convert it to .npz (README, Evaluation)");
+            if (b0 == 0x80 && b1 is >= 0 and <= 5) legacy = true;
         }
+        if (legacy) return LegacyTorchFile.Read(path);
         Hashtable table;
         try { table = PyTorchUnpickler.UnpickleStateDict(path); }
         catch (Exception e) when (e is not UserError)
