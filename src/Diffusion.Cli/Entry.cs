@@ -16,6 +16,7 @@ public static class Entry
           sample   draw samples from a checkpoint or from an exact Gaussian-mixture model
           eval     score samples against reference data: FID, KID, precision/recall, MMD
           diagnose measure exposure bias, x0 bias, Lipschitz in t, error propagation, mixture steps
+          export   write a run's EMA weights as safetensors (with its config) for PyTorch tools
           bench    training and sampling throughput of the reference UNet configs
         """;
 
@@ -35,11 +36,12 @@ public static class Entry
             "bench" => (BenchCommand.Run, BenchCommand.Help),
             "eval" => (EvalCommand.Run, EvalCommand.Help),
             "diagnose" => (DiagnoseCommand.Run, DiagnoseCommand.Help),
+            "export" => (ExportCommand.Run, ExportCommand.Help),
             _ => (null!, ""),
         };
         if (run is null)
         {
-            Console.Error.WriteLine($"error: unknown command '{command}'; expected train, sample, eval, diagnose or bench (diffusion --help)");
+            Console.Error.WriteLine($"error: unknown command '{command}'; expected train, sample, eval, diagnose, export or bench (diffusion --help)");
             return 2;
         }
         if (rest.Any(a => a is "-h" or "--help"))

@@ -12,7 +12,7 @@ public static class EvalCommand
         diffusion eval --samples FILE.npy|DIR --reference DATA_SPEC|STATS.npz
                        [--features inception-fid|classifier:DATASET|raw] [--metrics fid,kid,pr,mmd]
                        [--format text|json] [--save-reference STATS.npz] [--n N] [--reference-n N]
-                       [--inception-weights FILE.npz] [--classifier-cache DIR] [--data-dir DIR]
+                       [--inception-weights FILE.pth|FILE.npz] [--classifier-cache DIR] [--data-dir DIR]
                        [--kid-subsets S] [--kid-subset-size M] [--k K] [--mmd-n N] [--seed S]
                        [--batch-size B] [--threads N] [--quiet]
 
@@ -36,7 +36,8 @@ public static class EvalCommand
           --n N              use the first N samples (default all); of a data spec, a random
                              subset of N drawn with --seed (data files may be sorted by class)
           --reference-n N    use at most N reference examples, a random subset (default 10000)
-          --inception-weights  FILE.npz (or the DIFFUSION_INCEPTION_WEIGHTS environment variable)
+          --inception-weights  pytorch-fid's pt_inception-2015-12-05-6726825d.pth as it is, or FILE.npz
+                             converted from it (or the DIFFUSION_INCEPTION_WEIGHTS environment variable)
           --classifier-cache DIR  where classifier weights are cached (default .data/classifiers)
           --kid-subsets S, --kid-subset-size M   KID's subsets (default 100 of 1000)
           --k K              neighbours for precision/recall (default 3)

@@ -13,7 +13,7 @@ public static class TrainCommand
     public static readonly string Help = $$"""
         diffusion train [--config FILE|NAME] [--set key=value]... [--data SPEC] [--data-dir DIR]
                         [--remedy NAME[,NAME]...] [--steps N] [--seed S] [--out RUN_DIR] [--resume] [--force]
-                        [--threads N] [--quiet]
+                        [--init-weights FILE.safetensors] [--threads N] [--quiet]
 
         Trains a denoising diffusion model and writes into RUN_DIR: checkpoint.ckpt (model, EMA,
         optimizer, step, RNG states, config), config.json, log.jsonl, loss.png, samples.png (+ .npy)
@@ -29,13 +29,15 @@ public static class TrainCommand
           --steps N           total optimisation steps (with --resume: continue up to N in total)
           --seed S            seed of every random draw (model init, data order, t, noise, dropout)
           --out RUN_DIR       run folder (default runs/<data>-<time>)
+          --init-weights FILE start the model and EMA from a safetensors export (diffusion export) of a run with
+                              the same model config; recorded as train.init-weights (a resume does not reload it)
           --resume            continue the run in --out from its checkpoint, exactly
           --force             delete an existing run in --out and start over
           --threads N         libtorch CPU threads (default: the config's train.threads, else libtorch's)
           --quiet             no progress bar
         """;
 
-    private static readonly string[] ValueOptions = ["config", "set", "remedy", "data", "data-dir", "steps", "seed", "out", "threads"];
+    private static readonly string[] ValueOptions = ["config", "set", "remedy", "data", "data-dir", "steps", "seed", "out", "threads", "init-weights"];
 
     private static readonly string[] SwitchOptions = ["resume", "force", "quiet"];
 
@@ -50,7 +52,7 @@ public static class TrainCommand
             if (resume)
             {
                 if (outDir is null) throw new UsageError("diffusion train: --resume needs --out RUN_DIR (the run to continue)");
-                foreach (var o in new[] { "config", "set", "remedy", "data", "seed" })
+                foreach (var o in new[] { "config", "set", "remedy", "data", "seed", "init-weights" })
                     if (a.Has(o)) throw new UsageError($"diffusion train: --resume continues the run with its saved config; --{o} cannot change it (only --steps, --threads and --data-dir may be given)");
                 if (a.Switch("force")) throw new UsageError("diffusion train: --resume and --force contradict each other");
                 cfg = TrainingRun.ResumeConfig(outDir, a.Int("steps", 0), a.Get("data-dir"));
@@ -61,7 +63,7 @@ public static class TrainCommand
                 cfg = TrainingRun.NewConfig(new TrainRequest
                 {
                     Config = a.Get("config"), Remedies = a.All("remedy"), Sets = a.All("set"), Data = a.Get("data"),
-                    DataDir = a.Get("data-dir"), Steps = a.Int("steps", 0), Seed = a.Long("seed"),
+                    DataDir = a.Get("data-dir"), Steps = a.Int("steps", 0), Seed = a.Long("seed"), InitWeights = a.Get("init-weights"),
                 });
                 outDir ??= TrainingRun.DefaultRunDir(cfg);
                 TrainingRun.PrepareNew(outDir, a.Switch("force"));

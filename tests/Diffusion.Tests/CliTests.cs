@@ -92,6 +92,22 @@ public class CliTests
         File.WriteAllBytes(Path.Combine(dir, "cut.ckpt"), bytes[..(bytes.Length - 200)]);
         AssertOneLineError(Run("sample", "--checkpoint", Path.Combine(dir, "cut.ckpt"), "--out", outNpy), "corrupt or truncated");
         AssertOneLineError(Run("sample", "--checkpoint", run, "--steps", "5000", "--out", outNpy), "exceeds the schedule's T = 1000");
+
+        // export → safetensors + config.json; a new run starts from them; a resume cannot take --init-weights.
+        var exported = Path.Combine(dir, "exported");
+        r = Run("export", "--checkpoint", run, "--format", "safetensors", "--out", exported);
+        Assert.True(r.Code == 0, r.Err);
+        Assert.True(File.Exists(Path.Combine(exported, "model.safetensors")) && File.Exists(Path.Combine(exported, "config.json")));
+        var run2 = Path.Combine(dir, "run2");
+        r = Run("train", "--data", "toy:moons?n=2000", "--steps", "5", "--out", run2, "--quiet", "--set", "model.hidden=32",
+                "--set", "train.batch-size=64", "--set", "sample.n=10", "--set", "sample.steps=5", "--init-weights", Path.Combine(exported, "model.safetensors"));
+        Assert.True(r.Code == 0, r.Err);
+        Assert.Contains("model and EMA start from", r.Err);
+        Assert.Contains("\"init-weights\"", File.ReadAllText(Path.Combine(run2, "config.json")));
+        AssertOneLineError(Run("train", "--resume", "--out", run2, "--init-weights", Path.Combine(exported, "model.safetensors")), "--init-weights cannot change it");
+        AssertOneLineError(Run("export", "--checkpoint", run, "--format", "onnx", "--out", exported), "expected safetensors");
+        AssertOneLineError(Run("export", "--out", exported), "--checkpoint");
+        Assert.Equal(0, Run("export", "--help").Code);
     }
 
     /// <summary>The test mixture's spec.json and <paramref name="n"/> rows of float64 noise (noise.npy) in <paramref name="dir"/>.</summary>

@@ -90,6 +90,10 @@ public class EvalCliTests
         using (var img = zeros(4, 3, 8, 8)) Npy.Write(Path.Combine(dir, "img.npy"), img);
         var psi = Run("eval", "--samples", Path.Combine(dir, "img.npy"), "--reference", $"npy:{Path.Combine(dir, "img.npy")}", "--features", "inception-fid");
         AssertOneLineError(psi, "--inception-weights");
+        // A legacy (pre-1.6) torch.save file is read as it is: this small one has only two of pytorch-fid's names.
+        var legacyPth = Path.Combine(AppContext.BaseDirectory, "Fixtures", "legacy-inception-names.pth");
+        AssertOneLineError(Run("eval", "--samples", Path.Combine(dir, "img.npy"), "--reference", $"npy:{Path.Combine(dir, "img.npy")}", "--features", "inception-fid",
+            "--inception-weights", legacyPth), "missing tensor 'Conv2d_1a_3x3.bn.weight'");
         using (var one = randn(1, 2)) Npy.Write(Path.Combine(dir, "one.npy"), one);
         AssertOneLineError(Run("eval", "--samples", Path.Combine(dir, "one.npy"), "--reference", "toy:gmm-grid?n=100"), "need at least two samples");
         using (var three = randn(10, 3)) Npy.Write(Path.Combine(dir, "three.npy"), three);

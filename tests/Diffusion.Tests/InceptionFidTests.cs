@@ -153,4 +153,52 @@ public class InceptionFidTests
         File.WriteAllText(Path.Combine(dir, "junk.npz"), "not a zip");
         Assert.Contains("not a readable .npz", Assert.Throws<UserError>(() => InceptionFid.Load(Path.Combine(dir, "junk.npz"))).Message);
     }
+    [Fact]
+    public void Weights_load_from_pytorch_fids_pth_state_dict_and_give_the_same_features()
+    {
+        var dir = TestUtil.TempDir("inception-pth");
+        var net = Shared.Value;
+        // As pytorch-fid's pt_inception-2015-12-05-6726825d.pth holds them: torchvision's state-dict names, the 1008-class
+        // classifier and BatchNorm's num_batches_tracked (int64), written in PyTorch's torch.save format by PyBridge.
+        using var fcW = full(1008, 2048, 0.01f);
+        using var fcB = zeros(1008);
+        using var nbt = tensor(7L);
+        var table = new System.Collections.Hashtable();
+        foreach (var (name, t) in net.NamedTensors()) table[name] = t;
+        table["fc.weight"] = fcW;
+        table["fc.bias"] = fcB;
+        table["Conv2d_1a_3x3.bn.num_batches_tracked"] = nbt;
+        var path = Path.Combine(dir, "pt_inception-2015-12-05-6726825d.pth");
+        TorchSharp.PyBridge.PyTorchPickler.PickleStateDict(path, table);
+        Assert.True(Diffusion.IO.StateDictFiles.IsPyTorchFile(path));
+
+        using var loaded = InceptionFid.Load(path);
+        foreach (var ((name, a), (_, b)) in net.NamedTensors().Zip(loaded.Network.NamedTensors()))
+            Assert.True(a.equal(b).all().item<bool>(), name);
+        using var x = FormulaImage();
+        using var one = x.narrow(0, 0, 1);
+        using var expected = new InceptionFid(net).Extract(one);
+        using var got = loaded.Extract(one);
+        Assert.True(got.equal(expected).all().item<bool>(), "features differ after the .pth round trip");
+
+        // A wrong file is a one-line error naming it: a legacy torch.save container cut after its magic number (whole
+        // legacy files are read: LegacyPthTests), a broken pickle, a wrong network.
+        var legacy = Path.Combine(dir, "legacy.pth");
+        File.WriteAllBytes(legacy, [0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19, 0x2e]);
+        var e = Assert.Throws<UserError>(() => InceptionFid.Load(legacy));
+        Assert.Contains("legacy", e.Message);
+        Assert.StartsWith(legacy, e.Message);
+
+        var broken = Path.Combine(dir, "broken.pth");
+        using (var zip = System.IO.Compression.ZipFile.Open(broken, System.IO.Compression.ZipArchiveMode.Create))
+        using (var w = new StreamWriter(zip.CreateEntry("archive/data.pkl").Open())) w.Write("not a pickle");
+        e = Assert.Throws<UserError>(() => InceptionFid.Load(broken));
+        Assert.Contains("not a readable PyTorch state dict", e.Message);
+        Assert.DoesNotContain('\n', e.Message);
+
+        var imagenet = Path.Combine(dir, "inception_v3_google.pth");
+        using var fc1000 = zeros(1000, 2048);
+        TorchSharp.PyBridge.PyTorchPickler.PickleStateDict(imagenet, new System.Collections.Hashtable { ["fc.weight"] = fc1000 });
+        Assert.Contains("1008", Assert.Throws<UserError>(() => InceptionFid.Load(imagenet)).Message);
+    }
 }

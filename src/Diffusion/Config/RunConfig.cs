@@ -282,6 +282,12 @@ public sealed class TrainConfig
     public int CheckpointEvery { get; set; } = 500;
     /// <summary>libtorch CPU threads (0 = libtorch's default).</summary>
     public int Threads { get; set; } = 0;
+    /// <summary>
+    /// A safetensors file (<c>diffusion export</c>) the new run's model and EMA start from (--init-weights); kept in the
+    /// config as a record only: a resumed run continues from its checkpoint and does not read it again.
+    /// </summary>
+    [System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)]
+    public string? InitWeights { get; set; }
 
     public void Validate()
     {
@@ -296,6 +302,7 @@ public sealed class TrainConfig
         if (SampleEvery < 0) throw new ConfigException($"train.sample-every: expected zero (off) or a positive number, got {SampleEvery}");
         if (CheckpointEvery < 1) throw new ConfigException($"train.checkpoint-every: expected a positive number, got {CheckpointEvery}");
         if (Threads < 0) throw new ConfigException($"train.threads: expected zero (default) or a positive number, got {Threads}");
+        if (InitWeights is not null && InitWeights.Trim().Length == 0) throw new ConfigException("train.init-weights: expected a safetensors file, got an empty path");
     }
 }
 

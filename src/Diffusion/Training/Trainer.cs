@@ -90,6 +90,12 @@ public sealed class Trainer : IDisposable
     {
         var f = RunFolder.CreateNew(runDir);
         Build();
+        if (cfg.Train.InitWeights is string init)
+        {
+            SafetensorsWeights.LoadInto(init, model);
+            ema.CopyFrom(model);
+            onMessage?.Invoke($"train: model and EMA start from {init}");
+        }
         torch.manual_seed(cfg.Train.Seed); // dropout stream starts from the seed, whatever building consumed
         step = 0;
         f.WriteStart(cfg);

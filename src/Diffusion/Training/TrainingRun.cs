@@ -20,6 +20,8 @@ public sealed record TrainRequest
     public string? DataDir { get; init; }
     public int? Steps { get; init; }
     public long? Seed { get; init; }
+    /// <summary>A safetensors file (<c>diffusion export</c>) the model and EMA start from; recorded as <c>train.init-weights</c> (full path).</summary>
+    public string? InitWeights { get; init; }
 }
 
 /// <summary>Progress callbacks of <see cref="TrainingRun.Execute"/>.</summary>
@@ -64,6 +66,11 @@ public static class TrainingRun
         if (r.DataDir is not null) ConfigLoader.ApplySet(tree, "data.data-dir=" + JsonSerializer.Serialize(r.DataDir));
         if (r.Steps is int steps) ConfigLoader.ApplySet(tree, $"train.steps={steps}");
         if (r.Seed is long seed) ConfigLoader.ApplySet(tree, $"train.seed={seed}");
+        if (r.InitWeights is string init)
+        {
+            if (!File.Exists(init)) throw new UserError($"--init-weights {init}: file not found");
+            ConfigLoader.ApplySet(tree, "train.init-weights=" + JsonSerializer.Serialize(Path.GetFullPath(init)));
+        }
         return ConfigLoader.FromTree(tree, origin);
     }
 

@@ -6,7 +6,7 @@ namespace Diffusion.Metrics.Features;
 public sealed record FeatureSettings
 {
     public string? DataDir { get; init; }
-    /// <summary>The FID Inception weights (.npz); falls back to the DIFFUSION_INCEPTION_WEIGHTS environment variable.</summary>
+    /// <summary>The FID Inception weights (pytorch-fid's .pth or an .npz); falls back to the DIFFUSION_INCEPTION_WEIGHTS environment variable.</summary>
     public string? InceptionWeights { get; init; }
     public string? ClassifierCache { get; init; }
     public ClassifierOptions Classifier { get; init; } = new();
@@ -33,7 +33,7 @@ public static class FeatureExtractors
         {
             string? path = settings.InceptionWeights ?? Environment.GetEnvironmentVariable(InceptionEnvironment);
             if (string.IsNullOrEmpty(path))
-                throw new UserError($"--features inception-fid: no weights; pass --inception-weights FILE.npz or set {InceptionEnvironment} (convert pytorch-fid's pt_inception-2015-12-05 weights as README, Evaluation, shows; nothing is downloaded)");
+                throw new UserError($"--features inception-fid: no weights; pass --inception-weights FILE (pytorch-fid's pt_inception-2015-12-05-6726825d.pth, or an .npz converted from it as README, Evaluation, shows) or set {InceptionEnvironment}; nothing is downloaded");
             return InceptionFid.Load(path, settings.BatchSize);
         }
         if (name.StartsWith("classifier:", StringComparison.Ordinal))

@@ -15,8 +15,8 @@ namespace Diffusion.Metrics.Features;
 /// Inputs in [−1, 1] are resized bilinearly to 299×299 (align_corners = false); gray images are
 /// repeated to three channels. (pytorch-fid takes [0, 1] inputs, resizes, then maps to [−1, 1]: the
 /// same numbers, since bilinear weights sum to one.)
-/// <para>Weights come from a file the user supplies: an .npz with one array per state-dict name, as
-/// converted from pytorch-fid's <c>pt_inception-2015-12-05</c> weights (README, "Evaluation").
+/// <para>Weights come from a file the user supplies: pytorch-fid's <c>pt_inception-2015-12-05-6726825d.pth</c> as it
+/// is (a PyTorch state dict), or an .npz with one array per state-dict name converted from it (README, "Evaluation").
 /// Parameter and buffer names are torchvision's, so the file maps one to one.</para>
 /// <para>Inference only: the convolutions are plain <c>nn.Conv2d</c> (libtorch's forward pass is
 /// right; only its input gradients are wrong for some channel counts, see <c>Layers</c>).</para>
@@ -39,12 +39,15 @@ public sealed class InceptionFid : IFeatureExtractor
     public string Name => "inception-fid";
     public InceptionFidNetwork Network => net;
 
-    /// <summary>Loads the weights from an .npz file (see the class summary); every problem is one line naming the file.</summary>
-    public static InceptionFid Load(string npzPath, int batchSize = 32)
+    /// <summary>
+    /// Loads the weights from pytorch-fid's <c>.pth</c> state dict as it is (read by <see cref="IO.StateDictFiles"/>,
+    /// recognised by its content) or from an .npz (see the class summary); every problem is one line naming the file.
+    /// </summary>
+    public static InceptionFid Load(string path, int batchSize = 32)
     {
         var net = new InceptionFidNetwork();
-        var (arrays, _) = Npz.ReadAll(npzPath);
-        try { net.LoadWeights(arrays, npzPath); }
+        var arrays = IO.StateDictFiles.IsPyTorchFile(path) ? IO.StateDictFiles.ReadPyTorch(path) : Npz.ReadAll(path).Arrays;
+        try { net.LoadWeights(arrays, path); }
         catch { net.Dispose(); throw; }
         finally { foreach (var t in arrays.Values) t.Dispose(); }
         return new InceptionFid(net, batchSize);
@@ -327,7 +330,7 @@ public sealed class InceptionFidNetwork : Module<Tensor, Tensor>
     /// </summary>
     public void LoadWeights(IReadOnlyDictionary<string, Tensor> state, string origin)
     {
-        const string Hint = "expected pytorch-fid's FID Inception weights converted to .npz (see README, Evaluation)";
+        const string Hint = "expected pytorch-fid's FID Inception weights (its .pth, or converted to .npz; see README, Evaluation)";
         if (state.TryGetValue("fc.weight", out var fc) && fc.shape[0] != 1008)
             throw new UserError($"{origin}: fc.weight has {fc.shape[0]} classes; the FID Inception has 1008 (torchvision's ImageNet Inception is a different network with 1000); {Hint}");
         var own = NamedTensors().ToDictionary(p => p.Name, p => p.Value);
