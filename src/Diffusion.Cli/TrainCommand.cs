@@ -12,12 +12,13 @@ public static class TrainCommand
 {
     public static readonly string Help = $$"""
         diffusion train [--config FILE|NAME] [--set key=value]... [--data SPEC] [--data-dir DIR]
-                        [--remedy NAME[,NAME]...] [--steps N] [--seed S] [--out RUN_DIR] [--resume] [--force]
-                        [--threads N] [--quiet]
+                        [--remedy NAME[,NAME]...] [--steps N] [--seed S] [--out RUN_DIR] [--resume [--resume-from prev|FILE]]
+                        [--force] [--threads N] [--quiet]
 
         Trains a denoising diffusion model and writes into RUN_DIR: checkpoint.ckpt (model, EMA,
-        optimizer, step, RNG states, config), config.json, log.jsonl, loss.png, samples.png (+ .npy)
-        from the EMA weights, and metrics.json.
+        optimizer, step, RNG states, config; every section SHA-256-checked when read), the previous
+        checkpoint as checkpoint.prev.ckpt (train.keep-checkpoints), config.json, log.jsonl, loss.png,
+        samples.png (+ .npy) from the EMA weights, and metrics.json. train.lock marks a running train.
 
           --config FILE|NAME  a .json or .toml config, or a built-in one (demo, toy, image28, image32).
                               Without it, --data picks a default: the MLP for vectors, the small UNet for images.
@@ -29,13 +30,16 @@ public static class TrainCommand
           --steps N           total optimisation steps (with --resume: continue up to N in total)
           --seed S            seed of every random draw (model init, data order, t, noise, dropout)
           --out RUN_DIR       run folder (default runs/<data>-<time>)
-          --resume            continue the run in --out from its checkpoint, exactly
+          --resume            continue the run in --out from its checkpoint, exactly; --config, --set, --remedy,
+                              --data and --seed may be repeated if they leave the saved config unchanged
+          --resume-from W     with --resume: continue from 'prev' (the newest kept previous checkpoint, e.g.
+                              when the latest is damaged) or from the checkpoint FILE W
           --force             delete an existing run in --out and start over
           --threads N         libtorch CPU threads (default: the config's train.threads, else libtorch's)
           --quiet             no progress bar
         """;
 
-    private static readonly string[] ValueOptions = ["config", "set", "remedy", "data", "data-dir", "steps", "seed", "out", "threads"];
+    private static readonly string[] ValueOptions = ["config", "set", "remedy", "data", "data-dir", "steps", "seed", "out", "threads", "resume-from"];
 
     private static readonly string[] SwitchOptions = ["resume", "force", "quiet"];
 
@@ -46,17 +50,22 @@ public static class TrainCommand
         bool resume = a.Switch("resume");
         string? outDir = a.Get("out");
         RunConfig cfg;
+        string? resumeFrom = null;
         {
             if (resume)
             {
                 if (outDir is null) throw new UsageError("diffusion train: --resume needs --out RUN_DIR (the run to continue)");
-                foreach (var o in new[] { "config", "set", "remedy", "data", "seed" })
-                    if (a.Has(o)) throw new UsageError($"diffusion train: --resume continues the run with its saved config; --{o} cannot change it (only --steps, --threads and --data-dir may be given)");
                 if (a.Switch("force")) throw new UsageError("diffusion train: --resume and --force contradict each other");
-                cfg = TrainingRun.ResumeConfig(outDir, a.Int("steps", 0), a.Get("data-dir"));
+                resumeFrom = a.Get("resume-from");
+                cfg = TrainingRun.ResumeConfig(outDir, new TrainRequest
+                {
+                    Config = a.Get("config"), Remedies = a.All("remedy"), Sets = a.All("set"), Data = a.Get("data"),
+                    DataDir = a.Get("data-dir"), Steps = a.Int("steps", 0), Seed = a.Long("seed"),
+                }, resumeFrom);
             }
             else
             {
+                if (a.Has("resume-from")) throw new UsageError("diffusion train: --resume-from needs --resume");
                 if (!a.Has("config") && !a.Has("data")) throw new UsageError("diffusion train: give --config FILE (or a built-in name: demo, toy, image28, image32) or --data SPEC");
                 cfg = TrainingRun.NewConfig(new TrainRequest
                 {
@@ -81,7 +90,7 @@ public static class TrainCommand
                 Message = m => Console.Error.WriteLine(m),
                 Training = p => bar.Report(p.Step, p.TotalSteps, p.Loss, p.StepsPerSecond),
                 Sampling = (d, t) => { bar.Finish(); sampleBar.Report(d, t); },
-            });
+            }, resumeFrom);
         }
         finally { bar.Finish(); sampleBar.Finish(); }
         Console.Error.WriteLine($"train: done in {ProgressBar.Format(wall.Elapsed.TotalSeconds)}; wrote {Path.Combine(outDir, "samples.png")}, loss.png, checkpoint.ckpt, metrics.json");
