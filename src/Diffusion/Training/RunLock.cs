@@ -55,21 +55,25 @@ public sealed class RunLock : IDisposable
             if (TryCreate(path)) return new RunLock(path);
             var holder = Read(path);
             if (holder is null) continue;   // deleted meanwhile, or being written: look again
-            if (!holder.IsStale())
-                throw new UserError($"--out {runDir}: another train is running there ({holder}; lock {path}); wait for it to finish or choose another --out");
+            if (!holder.IsStale()) throw Held(runDir, path, holder);
             onMessage?.Invoke($"note: took over the stale lock {path} of {holder} (that process is gone)");
             try { File.Delete(path); } catch (IOException) { /* another taker was first: look again */ }
         }
         throw new UserError($"--out {runDir}: could not take the lock {path} (another train is starting there?); remove it if no train is running");
     }
 
-    /// <summary>Refuses when a live process holds the lock of <paramref name="runDir"/> (before deleting the folder, say).</summary>
-    public static void ThrowIfHeld(string runDir, string doing)
+    /// <summary>
+    /// Refuses when a live process holds the lock of <paramref name="runDir"/>: before deleting the folder, or before a
+    /// command says anything about a run it will not be able to start.
+    /// </summary>
+    public static void ThrowIfHeld(string runDir)
     {
         string path = System.IO.Path.Combine(runDir, FileName);
-        if (Read(path) is Holder h && !h.IsStale())
-            throw new UserError($"{doing}: another train is running in {runDir} ({h}; lock {path})");
+        if (Read(path) is Holder h && !h.IsStale()) throw Held(runDir, path, h);
     }
+
+    private static UserError Held(string runDir, string path, Holder holder) =>
+        new($"--out {runDir}: another train is running there ({holder}; lock {path}); wait for it to finish or choose another --out");
 
     /// <summary>The holder a lock file names, or null when there is no such file or it cannot be read yet.</summary>
     public static Holder? Read(string path)

@@ -85,6 +85,7 @@ public static class TrainingRun
     public static RunConfig ResumeConfig(string runDir, TrainRequest r, string? resumeFrom = null)
     {
         var folder = RunFolder.Existing(runDir);
+        RunLock.ThrowIfHeld(runDir);
         var header = folder.OpenForResume(resumeFrom, Checkpoint.ReadHeader);
         var tree = header.Config;
         ResumeCheck.Unchanged(r, tree, $"checkpoint in {runDir}");
@@ -108,11 +109,12 @@ public static class TrainingRun
     {
         if (force && Directory.Exists(runDir))
         {
-            RunLock.ThrowIfHeld(runDir, "--force");
+            RunLock.ThrowIfHeld(runDir);
             if (!File.Exists(Path.Combine(runDir, Checkpoint.FileName)) && Directory.EnumerateFileSystemEntries(runDir).Any() && !File.Exists(Path.Combine(runDir, RunFolder.ConfigFile)))
                 throw new UserError($"--force would delete {runDir}, which does not look like a run folder; remove it yourself");
             Directory.Delete(runDir, recursive: true);
         }
+        RunLock.ThrowIfHeld(runDir);
         if (File.Exists(Path.Combine(runDir, Checkpoint.FileName)))
             throw new UserError($"--out {runDir} already holds a run ({Checkpoint.FileName}); pass --resume to continue it, --force to start over, or choose another --out");
     }
