@@ -10,7 +10,7 @@ set -euo pipefail
 N=${1:-6}
 WORK=${2:-$(mktemp -d /tmp/kill-resume.XXXXXX)}
 CLI="dotnet src/Diffusion.Cli/bin/Release/net10.0/diffusion.dll"
-STEPS=${STEPS:-1500}
+STEPS=${STEPS:-6000}
 ARGS=(--data "toy:moons?n=2000" --steps "$STEPS" --seed 7 --threads 1 --quiet
       --set model.hidden=32 --set train.batch-size=64 --set train.checkpoint-every=50 --set train.log-every=10
       --set sample.n=64 --set sample.steps=10)
@@ -30,8 +30,9 @@ while :; do
   "${cmd[@]}" 2>>"$WORK/b.err" &
   pid=$!
   if (( kills < N )); then
-    # A random moment between 1.5 s (libtorch loaded) and 5.5 s into the process.
-    sleep "$(python3 -c "import random; print(f'{random.uniform(1.5, 5.5):.2f}')")"
+    # A random moment between 1.5 s (libtorch loading) and 1.5 s + 1/N of the uninterrupted run's time, so that the N
+    # kills land before the run can finish (start-up, training, checkpoint writes and final sampling all get hit).
+    sleep "$(python3 -c "import random; print(f'{random.uniform(1.5, 1.5 + ($t1 - $t0) / $N):.2f}')")"
     if kill -0 "$pid" 2>/dev/null; then
       kill -9 "$pid"; wait "$pid" 2>/dev/null || true
       kills=$((kills+1))

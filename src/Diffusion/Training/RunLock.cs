@@ -54,7 +54,11 @@ public sealed class RunLock : IDisposable
         {
             if (TryCreate(path)) return new RunLock(path);
             var holder = Read(path);
-            if (holder is null) continue;   // deleted meanwhile, or being written: look again
+            if (holder is null)
+            {
+                Thread.Sleep(100);   // deleted meanwhile, or being written: look again
+                continue;
+            }
             if (!holder.IsStale()) throw Held(runDir, path, holder);
             onMessage?.Invoke($"note: took over the stale lock {path} of {holder} (that process is gone)");
             try { File.Delete(path); } catch (IOException) { /* another taker was first: look again */ }
