@@ -12,12 +12,13 @@ public static class TrainCommand
 {
     public static readonly string Help = $$"""
         diffusion train [--config FILE|NAME] [--set key=value]... [--data SPEC] [--data-dir DIR]
-                        [--remedy NAME[,NAME]...] [--steps N] [--seed S] [--out RUN_DIR] [--resume] [--force]
-                        [--init-weights FILE.safetensors] [--threads N] [--quiet]
+                        [--remedy NAME[,NAME]...] [--steps N] [--seed S] [--out RUN_DIR] [--resume [--resume-from prev|FILE]]
+                        [--force] [--init-weights FILE.safetensors] [--threads N] [--quiet]
 
         Trains a denoising diffusion model and writes into RUN_DIR: checkpoint.ckpt (model, EMA,
-        optimizer, step, RNG states, config), config.json, log.jsonl, loss.png, samples.png (+ .npy)
-        from the EMA weights, and metrics.json.
+        optimizer, step, RNG states, config; every section SHA-256-checked when read), the previous
+        checkpoint as checkpoint.prev.ckpt (train.keep-checkpoints), config.json, log.jsonl, loss.png,
+        samples.png (+ .npy) from the EMA weights, and metrics.json. train.lock marks a running train.
 
           --config FILE|NAME  a .json or .toml config, or a built-in one (demo, toy, image28, image32).
                               Without it, --data picks a default: the MLP for vectors, the small UNet for images.
@@ -31,13 +32,16 @@ public static class TrainCommand
           --out RUN_DIR       run folder (default runs/<data>-<time>)
           --init-weights FILE start the model and EMA from a safetensors export (diffusion export) of a run with
                               the same model config; recorded as train.init-weights (a resume does not reload it)
-          --resume            continue the run in --out from its checkpoint, exactly
+          --resume            continue the run in --out from its checkpoint, exactly; --config, --set, --remedy,
+                              --data and --seed may be repeated if they leave the saved config unchanged
+          --resume-from W     with --resume: continue from 'prev' (the newest kept previous checkpoint, e.g.
+                              when the latest is damaged) or from the checkpoint FILE W
           --force             delete an existing run in --out and start over
           --threads N         libtorch CPU threads (default: the config's train.threads, else libtorch's)
           --quiet             no progress bar
         """;
 
-    private static readonly string[] ValueOptions = ["config", "set", "remedy", "data", "data-dir", "steps", "seed", "out", "threads", "init-weights"];
+    private static readonly string[] ValueOptions = ["config", "set", "remedy", "data", "data-dir", "steps", "seed", "out", "threads", "init-weights", "resume-from"];
 
     private static readonly string[] SwitchOptions = ["resume", "force", "quiet"];
 
@@ -48,17 +52,23 @@ public static class TrainCommand
         bool resume = a.Switch("resume");
         string? outDir = a.Get("out");
         RunConfig cfg;
+        string? resumeFrom = null;
         {
             if (resume)
             {
                 if (outDir is null) throw new UsageError("diffusion train: --resume needs --out RUN_DIR (the run to continue)");
-                foreach (var o in new[] { "config", "set", "remedy", "data", "seed", "init-weights" })
-                    if (a.Has(o)) throw new UsageError($"diffusion train: --resume continues the run with its saved config; --{o} cannot change it (only --steps, --threads and --data-dir may be given)");
+                if (a.Has("init-weights")) throw new UsageError("diffusion train: --resume continues the run with its saved weights; --init-weights applies to a new run only");
                 if (a.Switch("force")) throw new UsageError("diffusion train: --resume and --force contradict each other");
-                cfg = TrainingRun.ResumeConfig(outDir, a.Int("steps", 0), a.Get("data-dir"));
+                resumeFrom = a.Get("resume-from");
+                cfg = TrainingRun.ResumeConfig(outDir, new TrainRequest
+                {
+                    Config = a.Get("config"), Remedies = a.All("remedy"), Sets = a.All("set"), Data = a.Get("data"),
+                    DataDir = a.Get("data-dir"), Steps = a.Int("steps", 0), Seed = a.Long("seed"),
+                }, resumeFrom);
             }
             else
             {
+                if (a.Has("resume-from")) throw new UsageError("diffusion train: --resume-from needs --resume");
                 if (!a.Has("config") && !a.Has("data")) throw new UsageError("diffusion train: give --config FILE (or a built-in name: demo, toy, image28, image32) or --data SPEC");
                 cfg = TrainingRun.NewConfig(new TrainRequest
                 {
@@ -83,7 +93,7 @@ public static class TrainCommand
                 Message = m => Console.Error.WriteLine(m),
                 Training = p => bar.Report(p.Step, p.TotalSteps, p.Loss, p.StepsPerSecond),
                 Sampling = (d, t) => { bar.Finish(); sampleBar.Report(d, t); },
-            });
+            }, resumeFrom);
         }
         finally { bar.Finish(); sampleBar.Finish(); }
         Console.Error.WriteLine($"train: done in {ProgressBar.Format(wall.Elapsed.TotalSeconds)}; wrote {Path.Combine(outDir, "samples.png")}, loss.png, checkpoint.ckpt, metrics.json");

@@ -86,7 +86,23 @@ public class CliTests
                      metrics.Select(kv => kv.Key));
         Assert.Equal(40, metrics["steps"]!.GetValue<long>());
         Assert.Equal(Math.Round(header.ElapsedSeconds, 2), metrics["train_seconds_total"]!.GetValue<double>());
-        AssertOneLineError(Run("train", "--resume", "--out", run, "--set", "train.lr=1"), "--resume continues the run with its saved config");
+        // --resume takes the new-run flags again when they leave the saved config as it is, and refuses one that changes it.
+        AssertOneLineError(Run("train", "--resume", "--out", run, "--set", "train.lr=1"), "--resume: --set train.lr=1 differs from the saved train.lr 0.001");
+        AssertOneLineError(Run("train", "--resume", "--out", run, "--data", "toy:gmm-grid"), "--resume: --data toy:gmm-grid differs from the saved data.spec toy:moons?n=2000");
+        r = Run("train", "--resume", "--out", run, "--data", "toy:moons?n=2000", "--set", "model.hidden=32", "--set", "train.lr=1e-3", "--steps", "40", "--quiet");
+        Assert.True(r.Code == 0, r.Err);
+        Assert.Contains($"resuming {run} at step 40", r.Err);
+        // A train running in the folder (here: a lock naming this live test process) is refused in one line.
+        Diffusion.Training.RunLock.Write(Path.Combine(run, "train.lock"), new(Environment.ProcessId, Environment.MachineName, DateTime.UtcNow));
+        AssertOneLineError(Run("train", "--resume", "--out", run, "--steps", "50"), $"another train is running there (process {Environment.ProcessId} on {Environment.MachineName}");
+        File.Delete(Path.Combine(run, "train.lock"));
+        // 64 bytes flipped in the middle of the EMA section: sample refuses in one line naming the section (exit 1).
+        var damaged = Path.Combine(dir, "damaged.ckpt");
+        File.Copy(Path.Combine(run, "checkpoint.ckpt"), damaged);
+        TestUtil.DamageSection(damaged, "ema");
+        r = Run("sample", "--checkpoint", damaged, "--out", outNpy);
+        Assert.Equal(1, r.Code);
+        AssertOneLineError(r, $"checkpoint {damaged}: section 'ema' is damaged (SHA-256 mismatch)");
 
         var bytes = File.ReadAllBytes(Path.Combine(run, "checkpoint.ckpt"));
         File.WriteAllBytes(Path.Combine(dir, "cut.ckpt"), bytes[..(bytes.Length - 200)]);

@@ -15,6 +15,18 @@ internal static class TestUtil
         return d;
     }
 
+    /// <summary>Flips (XOR 0xFF) <paramref name="n"/> bytes in the middle of a checkpoint section, as a damaged disk would.</summary>
+    public static void DamageSection(string checkpointPath, string section, int n = 64)
+    {
+        var data = Diffusion.Training.Checkpoint.Read(checkpointPath).Sections[section];
+        var bytes = File.ReadAllBytes(checkpointPath);
+        int at = bytes.AsSpan().IndexOf(data);
+        if (at < 0 || data.Length < n) throw new InvalidOperationException($"section {section} not found");
+        int start = at + data.Length / 2 - n / 2;
+        for (int i = start; i < start + n; i++) bytes[i] ^= 0xFF;
+        File.WriteAllBytes(checkpointPath, bytes);
+    }
+
     /// <summary>A 2-D, three-component mixture with unequal weights and spreads.</summary>
     public static GaussianMixture SmallMixture() => new(
         [0.5, 0.3, 0.2],

@@ -280,6 +280,11 @@ public sealed class TrainConfig
     /// <summary>Write a sample grid every this many steps (0 = only at the end).</summary>
     public int SampleEvery { get; set; } = 0;
     public int CheckpointEvery { get; set; } = 500;
+    /// <summary>
+    /// Previous checkpoints kept when a new one is written: 1 keeps <c>checkpoint.prev.ckpt</c>, K &gt; 1 keeps the
+    /// last K as <c>checkpoint.step-NNNNNNN.ckpt</c>, 0 keeps none.
+    /// </summary>
+    public int KeepCheckpoints { get; set; } = 1;
     /// <summary>libtorch CPU threads (0 = libtorch's default).</summary>
     public int Threads { get; set; } = 0;
     /// <summary>
@@ -301,6 +306,7 @@ public sealed class TrainConfig
         if (LogEvery < 1) throw new ConfigException($"train.log-every: expected a positive number, got {LogEvery}");
         if (SampleEvery < 0) throw new ConfigException($"train.sample-every: expected zero (off) or a positive number, got {SampleEvery}");
         if (CheckpointEvery < 1) throw new ConfigException($"train.checkpoint-every: expected a positive number, got {CheckpointEvery}");
+        if (KeepCheckpoints < 0) throw new ConfigException($"train.keep-checkpoints: expected zero or more, got {KeepCheckpoints}");
         if (Threads < 0) throw new ConfigException($"train.threads: expected zero (default) or a positive number, got {Threads}");
         if (InitWeights is not null && InitWeights.Trim().Length == 0) throw new ConfigException("train.init-weights: expected a safetensors file, got an empty path");
     }

@@ -1,3 +1,4 @@
+using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
@@ -43,14 +44,20 @@ public sealed class CheckpointHeader
 
 /// <summary>
 /// One file holding a training run: header (config, example shape, step, RNG states) and the model,
-/// EMA and optimizer states in TorchSharp's own format. Layout: "DIFFCKPT", int32 version, the header
-/// as JSON, then named length-prefixed sections, then "DIFFEND!". Written atomically (temporary file
-/// then rename), so a run killed while saving keeps its previous checkpoint.
+/// EMA and optimizer states in TorchSharp's own format. Layout (version 2): "DIFFCKPT", int32 version, the
+/// header as int32-length-prefixed UTF-8 JSON and its SHA-256, an int32 section count, then per section its
+/// name, int64 length, bytes and their SHA-256, then "DIFFEND!". Version 1 files (header as a .NET string,
+/// no checksums) are still read. Every read verifies every checksum, so a damaged file is refused naming the
+/// damaged section. Written atomically (temporary file then rename), so a run killed while saving keeps its
+/// previous checkpoint.
 /// </summary>
 public static class Checkpoint
 {
-    public const int Version = 1;
+    public const int Version = 2;
+    /// <summary>The first format, without checksums; still read.</summary>
+    public const int Version1 = 1;
     public const string FileName = "checkpoint.ckpt";
+    private const int HashLength = 32;
     private static readonly byte[] Magic = Encoding.ASCII.GetBytes("DIFFCKPT");
     private static readonly byte[] EndMagic = Encoding.ASCII.GetBytes("DIFFEND!");
 
@@ -69,7 +76,8 @@ public static class Checkpoint
         return path;
     }
 
-    public static void Save(string path, CheckpointHeader header, DenoiserNetwork model, DenoiserNetwork? ema, OptimizerHelper? optimizer)
+    /// <summary>Writes the model, EMA and optimizer sections with <paramref name="header"/> (see <see cref="Write"/>).</summary>
+    public static void Save(string path, CheckpointHeader header, DenoiserNetwork model, DenoiserNetwork? ema, OptimizerHelper? optimizer, string? keepPreviousAs = null)
     {
         var sections = new List<(string Name, byte[] Data)> { ("model", ModuleBytes(model)) };
         if (ema is not null) sections.Add(("ema", ModuleBytes(ema)));
@@ -79,11 +87,15 @@ public static class Checkpoint
             using (var w = new BinaryWriter(ms, Encoding.UTF8, leaveOpen: true)) optimizer.save_state_dict(w);
             sections.Add(("optimizer", ms.ToArray()));
         }
-        Write(path, header, sections);
+        Write(path, header, sections, keepPreviousAs);
     }
 
-    /// <summary>Writes a header and named sections as a checkpoint file, atomically.</summary>
-    public static void Write(string path, CheckpointHeader header, IReadOnlyList<(string Name, byte[] Data)> sections)
+    /// <summary>
+    /// Writes a header and named sections, each with its SHA-256, as a checkpoint file, atomically; with
+    /// <paramref name="keepPreviousAs"/> an existing file at <paramref name="path"/> is kept under that name
+    /// (see <see cref="AtomicFile.Write"/>).
+    /// </summary>
+    public static void Write(string path, CheckpointHeader header, IReadOnlyList<(string Name, byte[] Data)> sections, string? keepPreviousAs = null)
     {
         header.FormatVersion = Version;
         header.CreatedUtc = DateTime.UtcNow.ToString("o");
@@ -92,19 +104,26 @@ public static class Checkpoint
             using var w = new BinaryWriter(s, Encoding.UTF8, leaveOpen: true);
             w.Write(Magic);
             w.Write(Version);
-            w.Write(JsonSerializer.Serialize(header, HeaderJson));
+            var json = Encoding.UTF8.GetBytes(JsonSerializer.Serialize(header, HeaderJson));
+            w.Write(json.Length);
+            w.Write(json);
+            w.Write(SHA256.HashData(json));
             w.Write(sections.Count);
             foreach (var (name, data) in sections)
             {
                 w.Write(name);
                 w.Write((long)data.Length);
                 w.Write(data);
+                w.Write(SHA256.HashData(data));
             }
             w.Write(EndMagic);
-        });
+        }, keepPreviousAs);
     }
 
-    /// <summary>The checkpoint's header and its sections' bytes; a damaged file is one clear error.</summary>
+    /// <summary>
+    /// The checkpoint's header and its sections' bytes, every checksum verified; a damaged file is one clear error
+    /// (<see cref="CheckpointDamagedError"/> naming the section whose SHA-256 does not match).
+    /// </summary>
     public static (CheckpointHeader Header, Dictionary<string, byte[]> Sections) Read(string path)
     {
         try
@@ -113,8 +132,19 @@ public static class Checkpoint
             using var r = new BinaryReader(fs, Encoding.UTF8);
             if (!r.ReadBytes(Magic.Length).AsSpan().SequenceEqual(Magic)) throw new UserError($"checkpoint {path}: not a diffusion checkpoint (bad magic)");
             int version = r.ReadInt32();
-            if (version != Version) throw new UserError($"checkpoint {path}: format version {version}; this program reads version {Version}");
-            var header = JsonSerializer.Deserialize<CheckpointHeader>(r.ReadString(), HeaderJson) ?? throw new InvalidDataException("empty header");
+            if (version != Version && version != Version1) throw new UserError($"checkpoint {path}: format version {version}; this program reads versions {Version1} and {Version}");
+            bool checksums = version >= 2;
+            string json;
+            if (checksums)
+            {
+                int jsonLength = r.ReadInt32();
+                if (jsonLength < 0 || jsonLength > fs.Length - fs.Position) throw new InvalidDataException("the header runs past the end of the file");
+                var jsonBytes = r.ReadBytes(jsonLength);
+                Verify(path, "header", jsonBytes, r);
+                json = Encoding.UTF8.GetString(jsonBytes);
+            }
+            else json = r.ReadString();
+            var header = JsonSerializer.Deserialize<CheckpointHeader>(json, HeaderJson) ?? throw new InvalidDataException("empty header");
             int count = r.ReadInt32();
             if (count < 0 || count > 64) throw new InvalidDataException("bad section count");
             var sections = new Dictionary<string, byte[]>();
@@ -123,7 +153,9 @@ public static class Checkpoint
                 string name = r.ReadString();
                 long len = r.ReadInt64();
                 if (len < 0 || len > fs.Length - fs.Position) throw new InvalidDataException($"section {name} runs past the end of the file");
-                sections[name] = r.ReadBytes((int)len);
+                var data = r.ReadBytes((int)len);
+                if (checksums) Verify(path, name, data, r);
+                sections[name] = data;
             }
             if (!r.ReadBytes(EndMagic.Length).AsSpan().SequenceEqual(EndMagic)) throw new InvalidDataException("missing end marker");
             return (header, sections);
@@ -136,6 +168,14 @@ public static class Checkpoint
     }
 
     public static CheckpointHeader ReadHeader(string path) => Read(path).Header;
+
+    // Reads the SHA-256 stored after a section's bytes and refuses the file when the bytes do not hash to it.
+    private static void Verify(string path, string section, byte[] data, BinaryReader r)
+    {
+        var stored = r.ReadBytes(HashLength);
+        if (stored.Length != HashLength) throw new EndOfStreamException($"the checksum of section '{section}' is cut off");
+        if (!SHA256.HashData(data).AsSpan().SequenceEqual(stored)) throw new CheckpointDamagedError(path, section);
+    }
 
     /// <summary>Loads a section into a module (strictly: every name and shape must match).</summary>
     public static void LoadModule(string path, Dictionary<string, byte[]> sections, string name, TorchSharp.torch.nn.Module module)

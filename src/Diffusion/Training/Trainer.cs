@@ -37,7 +37,11 @@ public sealed class Trainer : IDisposable
     private Ema ema = null!;
     private AdamW optimizer = null!;
     private readonly Action<string>? onMessage;
+    private readonly string? resumeFrom;
+    private RunLock? runLock;
     private long step;
+    // Step of the run folder's checkpoint.ckpt when this trainer wrote or resumed it (null: not ours to keep as previous).
+    private long? latestStep;
 
     /// <summary>Called after every optimisation step (for progress bars).</summary>
     public Action<TrainProgress>? OnProgress { get; set; }
@@ -58,10 +62,13 @@ public sealed class Trainer : IDisposable
     /// <param name="resume">Continue the run in <paramref name="runDir"/> from its checkpoint instead of starting one.</param>
     /// <param name="dataset">Data to train on; when null it is loaded from the config.</param>
     /// <param name="onMessage">Informational messages, e.g. that batches repeat examples or where a resumed run continues.</param>
-    public Trainer(RunConfig config, string runDir, bool resume, Dataset? dataset = null, Action<string>? onMessage = null)
+    /// <param name="resumeFrom">With <paramref name="resume"/>: null for the latest checkpoint, <c>prev</c> for the newest kept previous one, or a checkpoint file (see <see cref="RunFolder.ResumePath"/>).</param>
+    /// <remarks>The trainer holds the run folder's <see cref="RunLock"/> from construction until <see cref="Dispose"/>.</remarks>
+    public Trainer(RunConfig config, string runDir, bool resume, Dataset? dataset = null, Action<string>? onMessage = null, string? resumeFrom = null)
     {
         cfg = config;
         this.onMessage = onMessage;
+        this.resumeFrom = resumeFrom;
         schedule = cfg.Schedule.Build();
         data = dataset ?? DataSources.Load(cfg.Data);
         ownsData = dataset is null;
@@ -71,7 +78,12 @@ public sealed class Trainer : IDisposable
         gen = new Generator((ulong)cfg.Train.Seed);
         lrSchedule = new LrSchedule(cfg.Train);
         order = new DataOrder(data, cfg.Train.BatchSize, cfg.Train.Seed, cfg.Data.HorizontalFlip);
-        folder = resume ? Resume(runDir) : Fresh(runDir);
+        try { folder = resume ? Resume(runDir) : Fresh(runDir); }
+        catch
+        {
+            Dispose();
+            throw;
+        }
     }
 
     private void Build()
@@ -89,6 +101,7 @@ public sealed class Trainer : IDisposable
     private RunFolder Fresh(string runDir)
     {
         var f = RunFolder.CreateNew(runDir);
+        runLock = RunLock.Acquire(runDir, onMessage);
         Build();
         if (cfg.Train.InitWeights is string init)
         {
@@ -105,13 +118,16 @@ public sealed class Trainer : IDisposable
     private RunFolder Resume(string runDir)
     {
         var f = RunFolder.Existing(runDir);
-        var saved = TrainingCheckpoint.Open(f.CheckpointPath, data.ExampleShape, schedule);
+        runLock = RunLock.Acquire(runDir, onMessage);
+        var saved = f.OpenForResume(resumeFrom, path => TrainingCheckpoint.Open(path, data.ExampleShape, schedule));
         Build();
         saved.Restore(model, ema, optimizer, gen);
         step = saved.Step;
         ElapsedSeconds = saved.ElapsedSeconds;
+        // Resumed from another file than the latest: the latest (damaged, or ahead of the chosen one) is not kept as previous.
+        latestStep = resumeFrom is null ? step : null;
         f.TruncateLog(step);
-        onMessage?.Invoke($"resuming {runDir} at step {step}");
+        onMessage?.Invoke(resumeFrom is null ? $"resuming {runDir} at step {step}" : $"resuming {runDir} at step {step} from {f.ResumePath(resumeFrom)}");
         return f;
     }
 
@@ -180,10 +196,18 @@ public sealed class Trainer : IDisposable
     /// <summary>Training wall time of the whole run, every session included, as of the last checkpoint.</summary>
     public double ElapsedSeconds { get; private set; }
 
-    /// <summary>Saves the training state at the current step into the run's checkpoint; <paramref name="elapsedSeconds"/> is the run's training wall time so far.</summary>
+    /// <summary>
+    /// Saves the training state at the current step into the run's checkpoint, keeping the one it replaces as
+    /// <c>train.keep-checkpoints</c> says (see <see cref="RunFolder.KeepPreviousAs"/>); <paramref name="elapsedSeconds"/>
+    /// is the run's training wall time so far.
+    /// </summary>
     public void SaveCheckpoint(double elapsedSeconds)
     {
-        TrainingCheckpoint.Save(folder.CheckpointPath, cfg, data.ExampleShape, schedule, step, elapsedSeconds, gen, model, ema, optimizer);
+        int keep = cfg.Train.KeepCheckpoints;
+        string? keepAs = latestStep == step ? null : folder.KeepPreviousAs(keep, latestStep);
+        TrainingCheckpoint.Save(folder.CheckpointPath, cfg, data.ExampleShape, schedule, step, elapsedSeconds, gen, model, ema, optimizer, keepAs);
+        folder.PruneKept(keep);
+        latestStep = step;
         ElapsedSeconds = elapsedSeconds;
     }
 
@@ -207,12 +231,15 @@ public sealed class Trainer : IDisposable
         return samples;
     }
 
+    /// <summary>Frees the networks and the data, and releases the run folder's lock.</summary>
     public void Dispose()
     {
         optimizer?.Dispose();
         ema?.Dispose();
         model?.Dispose();
-        gen.Dispose();
-        if (ownsData) data.Dispose();
+        gen?.Dispose();
+        if (ownsData) data?.Dispose();
+        runLock?.Dispose();
+        runLock = null;
     }
 }

@@ -30,9 +30,12 @@ public sealed class TrainingCheckpoint
         this.sections = sections;
     }
 
-    /// <summary>Saves the state atomically to <paramref name="path"/>.</summary>
+    /// <summary>
+    /// Saves the state atomically to <paramref name="path"/>; with <paramref name="keepPreviousAs"/> the checkpoint it
+    /// replaces is kept under that name.
+    /// </summary>
     public static void Save(string path, RunConfig cfg, long[] exampleShape, Schedules.NoiseSchedule schedule, long step, double elapsedSeconds,
-                            Generator gen, DenoiserNetwork model, Ema ema, AdamW optimizer)
+                            Generator gen, DenoiserNetwork model, Ema ema, AdamW optimizer, string? keepPreviousAs = null)
     {
         using var g = gen.get_state();
         using var r = torch.random.get_rng_state();
@@ -46,7 +49,7 @@ public sealed class TrainingCheckpoint
             ScheduleFingerprint = schedule.Fingerprint,
             ElapsedSeconds = elapsedSeconds,
         };
-        Checkpoint.Save(path, header, model, ema.Shadow, optimizer);
+        Checkpoint.Save(path, header, model, ema.Shadow, optimizer, keepPreviousAs);
     }
 
     /// <summary>

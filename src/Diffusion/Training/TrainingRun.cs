@@ -47,8 +47,7 @@ public static class TrainingRun
         string origin;
         if (r.Config is string configArg)
         {
-            bool looksLikeFile = configArg.Contains('/') || configArg.Contains('\\') || configArg.EndsWith(".toml") || configArg.EndsWith(".json");
-            tree = looksLikeFile || File.Exists(configArg) ? ConfigLoader.FileTree(configArg) : ConfigLoader.EmbeddedTree(configArg);
+            tree = ConfigTree(configArg);
             origin = configArg;
         }
         else if (r.Data is string data)
@@ -74,12 +73,31 @@ public static class TrainingRun
         return ConfigLoader.FromTree(tree, origin);
     }
 
-    /// <summary>The saved config of the run in <paramref name="runDir"/>, with the settings a resumed run may change (total steps, data folder).</summary>
-    public static RunConfig ResumeConfig(string runDir, int? steps, string? dataDir)
+    /// <summary>The tree of <c>--config</c>: a .json/.toml file, or a built-in config name.</summary>
+    public static JsonObject ConfigTree(string configArg)
     {
-        var tree = Checkpoint.ReadHeader(Checkpoint.Resolve(runDir)).Config;
-        if (steps is int st) ConfigLoader.ApplySet(tree, $"train.steps={st}");
-        if (dataDir is not null) tree["data"]!["data-dir"] = dataDir;
+        bool looksLikeFile = configArg.Contains('/') || configArg.Contains('\\') || configArg.EndsWith(".toml") || configArg.EndsWith(".json");
+        return looksLikeFile || File.Exists(configArg) ? ConfigLoader.FileTree(configArg) : ConfigLoader.EmbeddedTree(configArg);
+    }
+
+    /// <summary>The saved config of the run in <paramref name="runDir"/>, with the settings a resumed run may change (total steps, data folder).</summary>
+    public static RunConfig ResumeConfig(string runDir, int? steps, string? dataDir) => ResumeConfig(runDir, new TrainRequest { Steps = steps, DataDir = dataDir });
+
+    /// <summary>
+    /// The saved config of the run in <paramref name="runDir"/> (its latest checkpoint, or the one
+    /// <paramref name="resumeFrom"/> names: see <see cref="RunFolder.ResumePath"/>), with the settings a resumed run may
+    /// change (total steps, data folder). The request's config, remedies, <c>--set</c>s, data and seed may repeat the
+    /// saved values; one that would change a key is refused naming it (see <see cref="ResumeCheck"/>).
+    /// </summary>
+    public static RunConfig ResumeConfig(string runDir, TrainRequest r, string? resumeFrom = null)
+    {
+        var folder = RunFolder.Existing(runDir);
+        RunLock.ThrowIfHeld(runDir);
+        var header = folder.OpenForResume(resumeFrom, Checkpoint.ReadHeader);
+        var tree = header.Config;
+        ResumeCheck.Unchanged(r, tree, $"checkpoint in {runDir}");
+        if (r.Steps is int st) ConfigLoader.ApplySet(tree, $"train.steps={st}");
+        if (r.DataDir is not null) tree["data"]!["data-dir"] = r.DataDir;
         return ConfigLoader.FromTree(tree, $"checkpoint in {runDir}");
     }
 
@@ -98,10 +116,12 @@ public static class TrainingRun
     {
         if (force && Directory.Exists(runDir))
         {
+            RunLock.ThrowIfHeld(runDir);
             if (!File.Exists(Path.Combine(runDir, Checkpoint.FileName)) && Directory.EnumerateFileSystemEntries(runDir).Any() && !File.Exists(Path.Combine(runDir, RunFolder.ConfigFile)))
                 throw new UserError($"--force would delete {runDir}, which does not look like a run folder; remove it yourself");
             Directory.Delete(runDir, recursive: true);
         }
+        RunLock.ThrowIfHeld(runDir);
         if (File.Exists(Path.Combine(runDir, Checkpoint.FileName)))
             throw new UserError($"--out {runDir} already holds a run ({Checkpoint.FileName}); pass --resume to continue it, --force to start over, or choose another --out");
     }
@@ -110,7 +130,8 @@ public static class TrainingRun
     /// Trains (or resumes) the run in <paramref name="runDir"/> to <c>train.steps</c>, then writes <c>loss.png</c>, the EMA
     /// samples (<c>samples.png</c>, <c>samples.npy</c>) and <c>metrics.json</c>; returns the summary it wrote.
     /// </summary>
-    public static RunSummary Execute(RunConfig cfg, string runDir, bool resume, TrainingCallbacks? callbacks = null)
+    /// <param name="resumeFrom">With <paramref name="resume"/>: null for the latest checkpoint, <c>prev</c> or a checkpoint file.</param>
+    public static RunSummary Execute(RunConfig cfg, string runDir, bool resume, TrainingCallbacks? callbacks = null, string? resumeFrom = null)
     {
         var say = callbacks?.Message;
         // The data first: a missing or damaged data file is the one error line, before the run says anything.
@@ -119,7 +140,7 @@ public static class TrainingRun
         say?.Invoke($"train: data {cfg.Data.Spec}, model {cfg.Model.Type} ({cfg.Model.Prediction}), schedule {cfg.Schedule.Name} T={cfg.Schedule.Length}, {cfg.Train.Steps} steps of batch {cfg.Train.BatchSize}, seed {cfg.Train.Seed}, {get_num_threads()} threads → {runDir}");
         say?.Invoke($"train: remedies: {(remedies.Count == 0 ? "none (baseline)" : string.Join(", ", remedies))}");
         var wall = Stopwatch.StartNew();
-        using var trainer = new Trainer(cfg, runDir, resume, data, onMessage: say);
+        using var trainer = new Trainer(cfg, runDir, resume, data, onMessage: say, resumeFrom: resumeFrom);
         say?.Invoke($"train: {trainer.Data.Count} examples of shape [{string.Join(", ", trainer.Data.ExampleShape)}], {Models.ModelFactory.ParameterCount(trainer.Model):N0} parameters");
         trainer.OnProgress = callbacks?.Training;
         trainer.Run();

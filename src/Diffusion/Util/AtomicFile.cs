@@ -6,7 +6,13 @@ namespace Diffusion.Util;
 /// </summary>
 public static class AtomicFile
 {
-    public static void Write(string path, Action<Stream> write)
+    /// <summary>
+    /// Writes <paramref name="path"/> atomically; with <paramref name="keepPreviousAs"/>, an existing file at
+    /// <paramref name="path"/> is kept under that name (replacing any file there) as part of the swap
+    /// (<see cref="File.Replace(string, string, string?)"/>: the old file is linked to the backup name, then the new
+    /// one renamed over it), so <paramref name="path"/> always names a complete file.
+    /// </summary>
+    public static void Write(string path, Action<Stream> write, string? keepPreviousAs = null)
     {
         string full = Path.GetFullPath(path);
         string? dir = Path.GetDirectoryName(full);
@@ -19,7 +25,8 @@ public static class AtomicFile
                 write(fs);
                 fs.Flush(flushToDisk: true);
             }
-            File.Move(tmp, full, overwrite: true);
+            if (keepPreviousAs is not null && File.Exists(full)) File.Replace(tmp, full, Path.GetFullPath(keepPreviousAs));
+            else File.Move(tmp, full, overwrite: true);
         }
         catch
         {

@@ -1,0 +1,129 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+
+namespace Diffusion.Training;
+
+/// <summary>
+/// One training process per run folder: <c>train.lock</c>, a small JSON file (process id, host name, start time)
+/// created exclusively when a trainer starts and deleted when it ends. A second trainer on the same folder is refused
+/// naming the holder; a lock left by a process that is gone (same host, no such process, or the process id now
+/// belongs to a process started after the lock) is taken over with a note.
+/// </summary>
+public sealed class RunLock : IDisposable
+{
+    public const string FileName = "train.lock";
+
+    /// <summary>The lock file.</summary>
+    public string Path { get; }
+    private bool released;
+
+    private RunLock(string path) => Path = path;
+
+    /// <summary>What a lock file says about its holder.</summary>
+    public sealed record Holder(int Pid, string Host, DateTime StartedUtc)
+    {
+        public override string ToString() => $"process {Pid} on {Host}, since {StartedUtc:yyyy-MM-dd HH:mm:ss} UTC";
+
+        /// <summary>True when the holder is on this host and its process is gone (or its id was reused by a younger process).</summary>
+        public bool IsStale()
+        {
+            if (!string.Equals(Host, Environment.MachineName, StringComparison.OrdinalIgnoreCase)) return false;
+            try
+            {
+                using var p = Process.GetProcessById(Pid);
+                if (p.HasExited) return true;
+                // A process started after the lock was written cannot be the one that wrote it (1 s of clock slack).
+                return p.StartTime.ToUniversalTime() > StartedUtc.AddSeconds(1);
+            }
+            catch (ArgumentException) { return true; }       // no such process
+            catch (InvalidOperationException) { return true; }
+            catch (System.ComponentModel.Win32Exception) { return false; }   // exists, but not ours to inspect
+        }
+    }
+
+    /// <summary>
+    /// Takes the lock of <paramref name="runDir"/>: refuses (one line naming the holder) when another live process holds
+    /// it; takes over a stale one, saying so through <paramref name="onMessage"/>.
+    /// </summary>
+    public static RunLock Acquire(string runDir, Action<string>? onMessage)
+    {
+        string path = System.IO.Path.Combine(runDir, FileName);
+        for (int attempt = 0; attempt < 5; attempt++)
+        {
+            if (TryCreate(path)) return new RunLock(path);
+            var holder = Read(path);
+            if (holder is null)
+            {
+                Thread.Sleep(100);   // deleted meanwhile, or being written: look again
+                continue;
+            }
+            if (!holder.IsStale()) throw Held(runDir, path, holder);
+            onMessage?.Invoke($"note: took over the stale lock {path} of {holder} (that process is gone)");
+            try { File.Delete(path); } catch (IOException) { /* another taker was first: look again */ }
+        }
+        throw new UserError($"--out {runDir}: could not take the lock {path} (another train is starting there?); remove it if no train is running");
+    }
+
+    /// <summary>
+    /// Refuses when a live process holds the lock of <paramref name="runDir"/>: before deleting the folder, or before a
+    /// command says anything about a run it will not be able to start.
+    /// </summary>
+    public static void ThrowIfHeld(string runDir)
+    {
+        string path = System.IO.Path.Combine(runDir, FileName);
+        if (Read(path) is Holder h && !h.IsStale()) throw Held(runDir, path, h);
+    }
+
+    private static UserError Held(string runDir, string path, Holder holder) =>
+        new($"--out {runDir}: another train is running there ({holder}; lock {path}); wait for it to finish or choose another --out");
+
+    /// <summary>The holder a lock file names, or null when there is no such file or it cannot be read yet.</summary>
+    public static Holder? Read(string path)
+    {
+        try
+        {
+            var o = JsonNode.Parse(File.ReadAllText(path))!.AsObject();
+            return new Holder(o["pid"]!.GetValue<int>(), o["host"]!.GetValue<string>(),
+                              DateTime.Parse(o["started"]!.GetValue<string>(), CultureInfo.InvariantCulture, DateTimeStyles.AdjustToUniversal | DateTimeStyles.AssumeUniversal));
+        }
+        catch (FileNotFoundException) { return null; }
+        catch (DirectoryNotFoundException) { return null; }
+        catch (Exception e) when (e is JsonException or IOException or InvalidOperationException or NullReferenceException or FormatException)
+        {
+            // Created but not yet written, or written by something else: only a file old enough to be abandoned is stale.
+            var age = DateTime.UtcNow - File.GetLastWriteTimeUtc(path);
+            return age > TimeSpan.FromSeconds(10) ? new Holder(-1, Environment.MachineName, File.GetLastWriteTimeUtc(path)) : null;
+        }
+    }
+
+    /// <summary>Writes a lock naming the given holder (tests use it to fake other processes).</summary>
+    public static void Write(string path, Holder holder) => File.WriteAllText(path, Json(holder));
+
+    private static bool TryCreate(string path)
+    {
+        try
+        {
+            using var fs = new FileStream(path, FileMode.CreateNew, FileAccess.Write, FileShare.Read);
+            var bytes = System.Text.Encoding.UTF8.GetBytes(Json(new Holder(Environment.ProcessId, Environment.MachineName, DateTime.UtcNow)));
+            fs.Write(bytes);
+            fs.Flush(flushToDisk: true);
+            return true;
+        }
+        catch (IOException) when (File.Exists(path)) { return false; }
+    }
+
+    private static string Json(Holder h) => new JsonObject
+    {
+        ["pid"] = h.Pid, ["host"] = h.Host, ["started"] = h.StartedUtc.ToUniversalTime().ToString("o", CultureInfo.InvariantCulture),
+    }.ToJsonString() + "\n";
+
+    /// <summary>Deletes the lock (once).</summary>
+    public void Dispose()
+    {
+        if (released) return;
+        released = true;
+        try { File.Delete(Path); } catch (IOException) { /* the folder went away */ }
+    }
+}
