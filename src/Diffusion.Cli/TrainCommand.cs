@@ -57,7 +57,7 @@ public static class TrainCommand
             if (resume)
             {
                 if (outDir is null) throw new UsageError("diffusion train: --resume needs --out RUN_DIR (the run to continue)");
-                if (a.Has("init-weights")) throw new UsageError("diffusion train: --resume continues the run with its saved weights; --init-weights applies to a new run only");
+                if (a.Has("init-weights")) throw new UsageError("diffusion train: --resume continues the run with its saved weights; --init-weights cannot change it (it applies to a new run only)");
                 if (a.Switch("force")) throw new UsageError("diffusion train: --resume and --force contradict each other");
                 resumeFrom = a.Get("resume-from");
                 cfg = TrainingRun.ResumeConfig(outDir, new TrainRequest
