@@ -70,6 +70,24 @@ public static class StateDictFiles
     }
 
     /// <summary>
+    /// Copies <paramref name="state"/> into <paramref name="own"/> by name: every tensor of <paramref name="own"/> must be
+    /// there with the same shape (converted to its dtype); a missing or misshapen tensor is a one-line error starting with
+    /// <paramref name="origin"/>, naming the tensor, and ending with <paramref name="hint"/>. Extra tensors in the file are
+    /// the caller's to check.
+    /// </summary>
+    public static void CopyInto(IReadOnlyDictionary<string, Tensor> state, IEnumerable<KeyValuePair<string, Tensor>> own, string origin, string what, string hint)
+    {
+        using var _ = no_grad();
+        foreach (var (name, target) in own)
+        {
+            if (!state.TryGetValue(name, out var src)) throw new UserError($"{origin}: missing tensor '{name}'; {hint}");
+            if (!src.shape.SequenceEqual(target.shape))
+                throw new UserError($"{origin}: tensor '{name}' has shape [{string.Join(", ", src.shape)}], {what} expects [{string.Join(", ", target.shape)}]; {hint}");
+            target.copy_(src.to_type(target.dtype));
+        }
+    }
+
+    /// <summary>
     /// Writes <paramref name="tensors"/> as a safetensors file, in the given order, atomically. Names must be ASCII
     /// (PyBridge writes the header's length in characters).
     /// </summary>

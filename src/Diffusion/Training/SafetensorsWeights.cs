@@ -56,14 +56,7 @@ public static class SafetensorsWeights
             var own = network.state_dict();
             foreach (var name in state.Keys)
                 if (!own.ContainsKey(name)) throw new UserError($"--init-weights {path}: unexpected tensor '{name}' (this run's network has no such tensor); {Hint}");
-            using var _ = no_grad();
-            foreach (var (name, target) in own)
-            {
-                if (!state.TryGetValue(name, out var src)) throw new UserError($"--init-weights {path}: missing tensor '{name}'; {Hint}");
-                if (!src.shape.SequenceEqual(target.shape))
-                    throw new UserError($"--init-weights {path}: tensor '{name}' has shape [{string.Join(", ", src.shape)}], this run's network expects [{string.Join(", ", target.shape)}]; {Hint}");
-                target.copy_(src.to_type(target.dtype));
-            }
+            StateDictFiles.CopyInto(state, own, $"--init-weights {path}", "this run's network", Hint);
         }
         finally { foreach (var t in state.Values) t.Dispose(); }
     }

@@ -340,13 +340,6 @@ public sealed class InceptionFidNetwork : Module<Tensor, Tensor>
                 || key.EndsWith("num_batches_tracked", StringComparison.Ordinal)) continue;
             throw new UserError($"{origin}: unexpected tensor '{key}'; {Hint}");
         }
-        using var _ = no_grad();
-        foreach (var (name, target) in own)
-        {
-            if (!state.TryGetValue(name, out var src)) throw new UserError($"{origin}: missing tensor '{name}'; {Hint}");
-            if (!src.shape.SequenceEqual(target.shape))
-                throw new UserError($"{origin}: tensor '{name}' has shape [{string.Join(", ", src.shape)}], expected [{string.Join(", ", target.shape)}]");
-            target.copy_(src.to_type(target.dtype));
-        }
+        IO.StateDictFiles.CopyInto(state, own, origin, "the FID Inception", Hint);
     }
 }
