@@ -153,4 +153,45 @@ public class ReliabilityTests
         }
         Assert.False(File.Exists(Path.Combine(dir2, RunLock.FileName)));
     }
+
+    [Fact]
+    public void Resume_applies_a_set_on_a_key_it_may_change_and_leftover_files_of_a_killed_save_go()
+    {
+        var dir = Train("resume-set", Tiny(10));
+        var cfg = TrainingRun.ResumeConfig(dir, new TrainRequest { Sets = ["train.steps=17"] });
+        Assert.Equal(17, cfg.Train.Steps);
+        File.WriteAllText(Path.Combine(dir, "checkpoint.ckpt.tmp-1-x"), "partial");
+        using (var t = new Trainer(cfg, dir, resume: true)) t.Run();
+        Assert.Empty(Directory.GetFiles(dir, "*.tmp-*"));
+    }
+}
+
+/// <summary>How a sampling request resolves against a checkpoint's saved sample config.</summary>
+public class SampleResolveTests
+{
+    private static KeyValuePair<string, string> Set(string k, string v) => KeyValuePair.Create(k, v);
+
+    [Fact]
+    public void Options_of_the_saved_sampler_do_not_follow_another_sampler()
+    {
+        var saved = Diffusion.Sampling.SampleRun.Resolve(null, [Set("sampler", "\"heun\""), Set("rho", "5")], 1000);
+        Assert.Equal("5", saved.Option("rho", "7"));
+        var ddim = Diffusion.Sampling.SampleRun.Resolve(saved, [Set("sampler", "\"ddim\"")], 1000);
+        Assert.Equal("ddim", ddim.Sampler);
+        Assert.Equal(50, ddim.Steps);
+        Assert.False(ddim.Options?.ContainsKey("rho") ?? false);
+        // Same sampler: the saved option and steps follow.
+        var again = Diffusion.Sampling.SampleRun.Resolve(saved, [], 1000);
+        Assert.Equal("5", again.Option("rho", "7"));
+        Assert.Equal(saved.Steps, again.Steps);
+        // An option given for the wrong sampler is still refused.
+        Assert.Throws<ConfigException>(() => Diffusion.Sampling.SampleRun.Resolve(saved, [Set("sampler", "\"ddim\""), Set("rho", "5")], 1000));
+    }
+
+    [Fact]
+    public void Euler_and_heun_refuse_clipping_rather_than_ignore_it()
+    {
+        var e = Assert.Throws<ConfigException>(() => Diffusion.Sampling.SampleRun.Resolve(null, [Set("sampler", "\"euler\""), Set("clip-denoised", "true")], 1000));
+        Assert.Contains("never clips", e.Message);
+    }
 }

@@ -42,6 +42,8 @@ public sealed class RunConfig
         P2.Validate();
         MinSnr.Validate();
         TimeSharing.Validate(Schedule.Length);
+        if (!(Sample.EpsScaleB + Sample.EpsScaleK * (Schedule.Length - 1) > 0))
+            throw new ConfigException($"sample.eps-scale-k: λ_t = {Sample.EpsScaleK}·t + {Sample.EpsScaleB} must stay positive up to t = {Schedule.Length - 1}");
         Consistency.Validate(Train.BatchSize);
         Smd.Validate(Model.Type);
     }
@@ -383,6 +385,8 @@ public sealed class SampleConfig
         if (!(EpsScaleB > 0)) throw new ConfigException($"sample.eps-scale-b: expected a positive number, got {EpsScaleB}");
         if (Sampler == "dpm-solver" && Algorithm == "dpmsolver" && ClipDenoised == true)
             throw new ConfigException("sample.clip-denoised: applies to dpm-solver with sample.algorithm dpmsolver++ only (the noise form has no x̂0 to clip)");
+        if (Sampler is "euler" or "heun" && ClipDenoised == true)
+            throw new ConfigException($"sample.clip-denoised: {Sampler} never clips x̂0 (it integrates the ODE in σ, as k-diffusion does); turn clipping off");
         Sampling.Samplers.ValidateOptions(this);
     }
 

@@ -138,6 +138,12 @@ public static class LegacyTorchFile
         }
         if (t.Offset < 0 || last >= available)
             throw new UserError($"{path}: tensor '{name}' reaches past the end of its storage ({available} elements)");
+        // A state dict's tensor never has more elements than its storage (stride 0 or overlapping views would make a
+        // crafted file allocate without bound).
+        long numel = 1;
+        foreach (var n in t.Size) numel = n == 0 || numel <= available / n ? numel * n : long.MaxValue;
+        if (numel > Math.Max(available, 0))
+            throw new UserError($"{path}: tensor '{name}' has {numel} elements but its storage holds {available}");
         using var flat = Elements(bytes, s.Dtype);
         using var view = flat.as_strided(t.Size, t.Stride, s.ViewOffset + t.Offset);
         using var dense = view.contiguous();

@@ -24,6 +24,11 @@ public static class SampleRun
         var baseConfig = saved ?? new SampleConfig { Sampler = "ddim" };
         var tree = JsonSerializer.SerializeToNode(baseConfig, ConfigLoader.JsonOptions)!.AsObject();
         foreach (var (key, value) in assignments) ConfigLoader.ApplySet(tree, $"{key}={value}");
+        // A saved option of another sampler (e.g. sample.rho of heun) does not follow the run to the sampler asked for.
+        if (tree["sampler"]?.GetValue<string>() is string chosen && saved is not null && chosen != saved.Sampler
+            && Samplers.All.FirstOrDefault(k => k.Name == chosen) is { } chosenKind)
+            foreach (var extra in saved.Options?.Keys ?? Enumerable.Empty<string>())
+                if (!chosenKind.Options.Any(o => o.Key == extra) && !assignments.Any(a => a.Key == extra)) tree.Remove(extra);
         SampleConfig cfg;
         try { cfg = tree.Deserialize<SampleConfig>(ConfigLoader.JsonOptions)!; }
         catch (JsonException e) { throw new ConfigException($"sample.{(e.Path ?? "$").TrimStart('$', '.')}: wrong type of value"); }

@@ -196,9 +196,16 @@ public static class Checkpoint
     public static void LoadOptimizer(string path, Dictionary<string, byte[]> sections, OptimizerHelper optimizer)
     {
         if (!sections.TryGetValue("optimizer", out var data)) throw new UserError($"checkpoint {path}: has no optimizer state to resume from");
-        using var ms = new MemoryStream(data);
-        using var r = new BinaryReader(ms);
-        optimizer.load_state_dict(r);
+        try
+        {
+            using var ms = new MemoryStream(data);
+            using var r = new BinaryReader(ms);
+            optimizer.load_state_dict(r);
+        }
+        catch (Exception e) when (e is not UserError)
+        {
+            throw new UserError($"checkpoint {path}: the optimizer state does not load ({e.Message.ReplaceLineEndings(" ")})");
+        }
     }
 
     private static byte[] ModuleBytes(TorchSharp.torch.nn.Module m)

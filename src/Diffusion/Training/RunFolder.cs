@@ -104,6 +104,13 @@ public sealed class RunFolder
         return f;
     }
 
+    /// <summary>Removes the temporary files of checkpoint saves a kill interrupted (<c>*.tmp-*</c>); call it holding the run's lock.</summary>
+    public void RemoveTemporaryFiles()
+    {
+        foreach (var f in Directory.EnumerateFiles(Dir, "*.tmp-*"))
+            try { File.Delete(f); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+    }
+
     /// <summary>The folder of a run to resume: it must hold a checkpoint (the latest or a kept previous one).</summary>
     public static RunFolder Existing(string dir)
     {
