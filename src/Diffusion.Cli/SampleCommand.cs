@@ -131,6 +131,8 @@ public static class SampleCommand
             }
         }
 
+        using var ownedModel = trained;          // disposed however the command ends (it also runs in-process)
+        using var ownedReference = reference;
         SampleConfig cfg;
         try { cfg = SampleRun.Resolve(saved, set, schedule.T); }
         catch (ConfigException e) { throw new UsageError("diffusion sample: " + e.Message.Replace("sample.clip-denoised", "--clip").Replace("sample.", "--")); }
@@ -176,8 +178,6 @@ public static class SampleCommand
         SampleOutput.Save(outPath, samples, reference, $"{total} samples, {cfg.Sampler} {s.Evaluations} steps");
         string evals = exact is not null ? $", {exact.Evaluations} denoiser evaluations" : "";
         Console.Error.WriteLine($"sample: {total} samples with {Samplers.Describe(cfg)} in {sw.Elapsed.TotalSeconds:F1}s{evals} → {outPath}");
-        trained?.Dispose();
-        reference?.Dispose();
         return 0;
     }
 }

@@ -83,7 +83,8 @@ public static class StateDictFiles
             if (!state.TryGetValue(name, out var src)) throw new UserError($"{origin}: missing tensor '{name}'; {hint}");
             if (!src.shape.SequenceEqual(target.shape))
                 throw new UserError($"{origin}: tensor '{name}' has shape [{string.Join(", ", src.shape)}], {what} expects [{string.Join(", ", target.shape)}]; {hint}");
-            target.copy_(src.to_type(target.dtype));
+            using var converted = src.to_type(target.dtype);
+            target.copy_(converted);
         }
     }
 

@@ -42,7 +42,8 @@ public sealed class TrainedModel : IDisposable
         DenoiserNetwork net;
         try { net = ModelFactory.Create(cfg, header.ExampleShape); }
         catch (UserError e) { throw new UserError($"checkpoint {path}: {e.Message}"); }
-        Checkpoint.LoadModule(path, sections, weights, net);
+        try { Checkpoint.LoadModule(path, sections, weights, net); }
+        catch { net.Dispose(); throw; }
         net.eval();
         return new TrainedModel { Path = path, Config = cfg, Schedule = schedule, Network = net, ExampleShape = header.ExampleShape, Step = header.Step };
     }
