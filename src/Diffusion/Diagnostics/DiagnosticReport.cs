@@ -69,7 +69,7 @@ public static class DiagnosticReport
         var recorder = new ChainRecorder(m.Denoiser, keepStatesAt);
         var shape = new long[] { s.N }.Concat(m.ExampleShape).ToArray();
         using var xT = randn(shape, generator: gen);
-        using var _ = Sample(Chain(m, s), recorder, xT, gen, s.BatchSize);
+        using var _ = SampleRun.Draw(Chain(m, s), recorder, xT, gen, s.BatchSize);
         return recorder;
     }
 
@@ -81,9 +81,6 @@ public static class DiagnosticReport
         ["settings"] = settings,
         ["models"] = new JsonArray(models.Select(m => (JsonNode)m).ToArray()),
     };
-
-    /// <summary>Runs a sampler over x_T in batches (no gradients) and concatenates the results (<see cref="SampleRun.Draw"/>).</summary>
-    public static Tensor Sample(ISampler sampler, IDenoiser denoiser, Tensor xT, Generator gen, int batch) => SampleRun.Draw(sampler, denoiser, xT, gen, batch);
 
     /// <summary>x_t of held-out x0 at integer step t (<see cref="ForwardDraw"/>, ε from the generator), and the model's (ε̂, x̂0) there, in batches.</summary>
     public static (Tensor Xt, Tensor Eps, Tensor EpsHat, Tensor X0Hat) Forward(DiagnosticModel m, Tensor x0, int t, Generator gen, int batch)

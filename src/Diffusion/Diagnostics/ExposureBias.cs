@@ -66,7 +66,7 @@ public static class ExposureBias
                     ? new DdpmSampler(m.Schedule, steps, fixedLarge: false, clipDenoised: m.IsImage)
                     : new DdimSampler(m.Schedule, steps, eta: 0.0, clipDenoised: m.IsImage);
                 var xt = Schedules.ForwardDraw.At(m.Schedule, x0, start, gen).Xt;
-                var back = DiagnosticReport.Sample(chain, m.Denoiser, xt, gen, s.BatchSize);
+                var back = SampleRun.Draw(chain, m.Denoiser, xt, gen, s.BatchSize);
                 rec.Add(new ReconstructionRow(start, kind, steps.Length, Estimate.Of(DiagnosticReport.PerExample((back - x0).abs()))));
             }
         }

@@ -32,7 +32,7 @@ public static class MixtureSteps
         {
             using var scope = NewDisposeScope();
             using var g = new Generator((ulong)s.Seed + 1);
-            var x = DiagnosticReport.Sample(DiagnosticReport.Chain(m, s, k), m.Denoiser, xT, g, s.BatchSize);
+            var x = Sampling.SampleRun.Draw(DiagnosticReport.Chain(m, s, k), m.Denoiser, xT, g, s.BatchSize);
             rows.Add(new Row(k, MixtureMetrics.Score(mixture, x)));
         }
         return new Result(m.Label, rows);

@@ -66,7 +66,8 @@ public static class ResumeCheck
         }
     }
 
-    private static string KeyOf(string assignment) => assignment[..Math.Max(0, assignment.IndexOf('='))].Trim();
+    /// <summary>The key of a <c>key=value</c> assignment.</summary>
+    internal static string KeyOf(string assignment) => assignment[..Math.Max(0, assignment.IndexOf('='))].Trim();
 
     // Dotted paths of every non-object value in a tree (arrays are values).
     private static IEnumerable<string> Leaves(JsonObject o, string prefix)

@@ -30,9 +30,7 @@ public sealed class RunFolder
     /// <summary>The kept previous checkpoints, newest first (the step files, then <c>checkpoint.prev.ckpt</c>).</summary>
     public IReadOnlyList<string> KeptCheckpoints()
     {
-        var kept = Directory.Exists(Dir)
-            ? Directory.GetFiles(Dir, "checkpoint.step-*.ckpt").OrderByDescending(f => f, StringComparer.Ordinal).ToList()
-            : [];
+        var kept = StepCheckpoints().ToList();
         if (File.Exists(PrevCheckpointPath)) kept.Add(PrevCheckpointPath);
         return kept;
     }
@@ -48,9 +46,13 @@ public sealed class RunFolder
     public void PruneKept(int keep)
     {
         if (keep <= 1) return;
-        foreach (var old in Directory.GetFiles(Dir, "checkpoint.step-*.ckpt").OrderByDescending(f => f, StringComparer.Ordinal).Skip(keep))
+        foreach (var old in StepCheckpoints().Skip(keep))
             File.Delete(old);
     }
+
+    // The kept step checkpoints, newest first (their names sort by step).
+    private IEnumerable<string> StepCheckpoints() =>
+        Directory.Exists(Dir) ? Directory.GetFiles(Dir, "checkpoint.step-*.ckpt").OrderByDescending(f => f, StringComparer.Ordinal) : [];
 
     /// <summary>
     /// The checkpoint a resumed run continues from: the latest (<paramref name="from"/> null), the newest kept previous one
@@ -98,10 +100,16 @@ public sealed class RunFolder
     public static RunFolder CreateNew(string dir)
     {
         var f = new RunFolder(dir);
-        if (File.Exists(f.CheckpointPath))
-            throw new UserError($"--out {dir}: already holds a run ({Checkpoint.FileName}); pass --resume to continue it, or choose another --out");
+        f.ThrowIfHoldsRun();
         Directory.CreateDirectory(dir);
         return f;
+    }
+
+    /// <summary>Refuses a folder that holds a run's checkpoint (a new run must not overwrite it).</summary>
+    public void ThrowIfHoldsRun()
+    {
+        if (File.Exists(CheckpointPath))
+            throw new UserError($"--out {Dir}: already holds a run ({Checkpoint.FileName}); pass --resume to continue it, or choose another --out");
     }
 
     /// <summary>Removes the temporary files of checkpoint saves a kill interrupted (<c>*.tmp-*</c>); call it holding the run's lock.</summary>

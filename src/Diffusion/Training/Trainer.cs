@@ -103,8 +103,7 @@ public sealed class Trainer : IDisposable
         var f = RunFolder.CreateNew(runDir);
         runLock = RunLock.Acquire(runDir, onMessage);
         // Another trainer may have finished a run here between the check and the lock: check again, now that we hold it.
-        if (File.Exists(f.CheckpointPath))
-            throw new UserError($"--out {runDir}: already holds a run ({Checkpoint.FileName}); pass --resume to continue it, or choose another --out");
+        f.ThrowIfHoldsRun();
         f.RemoveTemporaryFiles();
         Build();
         if (cfg.Train.InitWeights is string init)

@@ -98,7 +98,7 @@ public static class TrainingRun
         ResumeCheck.Unchanged(r, tree, $"checkpoint in {runDir}");
         // --set on a key a resumed run may change (train.steps, data.data-dir, train.threads) takes effect, before the flags.
         foreach (var set in r.Sets)
-            if (ResumeCheck.MayChange.Contains(set[..Math.Max(0, set.IndexOf('='))].Trim())) ConfigLoader.ApplySet(tree, set);
+            if (ResumeCheck.MayChange.Contains(ResumeCheck.KeyOf(set))) ConfigLoader.ApplySet(tree, set);
         if (r.Steps is int st) ConfigLoader.ApplySet(tree, $"train.steps={st}");
         if (r.DataDir is not null) tree["data"]!["data-dir"] = r.DataDir;
         return ConfigLoader.FromTree(tree, $"checkpoint in {runDir}");
