@@ -85,17 +85,17 @@ public static class TrainCommand
 
         var wall = Stopwatch.StartNew();
         var bar = new ProgressBar("train", !quiet);
-        var sampleBar = new ProgressBar("sample", !quiet);
+        ProgressBar? sampleBar = null;   // made when sampling starts, so its rate and ETA count from there
         try
         {
             TrainingRun.Execute(cfg, outDir, resume, new TrainingCallbacks
             {
                 Message = m => Console.Error.WriteLine(m),
                 Training = p => bar.Report(p.Step, p.TotalSteps, p.Loss, p.StepsPerSecond),
-                Sampling = (d, t) => { bar.Finish(); sampleBar.Report(d, t); },
+                Sampling = (d, t) => { bar.Finish(); (sampleBar ??= new ProgressBar("sample", !quiet)).Report(d, t); },
             }, resumeFrom);
         }
-        finally { bar.Finish(); sampleBar.Finish(); }
+        finally { bar.Finish(); sampleBar?.Finish(); }
         Console.Error.WriteLine($"train: done in {ProgressBar.Format(wall.Elapsed.TotalSeconds)}; wrote {Path.Combine(outDir, "samples.png")}, loss.png, checkpoint.ckpt, metrics.json");
         return 0;
     }
