@@ -290,6 +290,11 @@ public sealed class TrainConfig
     /// <summary>libtorch CPU threads (0 = libtorch's default).</summary>
     public int Threads { get; set; } = 0;
     /// <summary>
+    /// float32, bf16-mixed (convolutions, linear layers and attention in bfloat16, everything kept in float32), or auto:
+    /// bf16-mixed for the UNet on a CPU with native bfloat16, float32 otherwise. A new run saves what auto chose.
+    /// </summary>
+    public string Precision { get; set; } = Models.Precisions.Auto;
+    /// <summary>
     /// A safetensors file (<c>diffusion export</c>) the new run's model and EMA start from (--init-weights); kept in the
     /// config as a record only: a resumed run continues from its checkpoint and does not read it again.
     /// </summary>
@@ -310,6 +315,8 @@ public sealed class TrainConfig
         if (CheckpointEvery < 1) throw new ConfigException($"train.checkpoint-every: expected a positive number, got {CheckpointEvery}");
         if (KeepCheckpoints < 0) throw new ConfigException($"train.keep-checkpoints: expected zero or more, got {KeepCheckpoints}");
         if (Threads < 0) throw new ConfigException($"train.threads: expected zero (default) or a positive number, got {Threads}");
+        if (Precision != Models.Precisions.Auto && !Models.Precisions.Names.Contains(Precision))
+            throw new ConfigException($"train.precision: expected auto, float32 or bf16-mixed, got '{Precision}'");
         if (InitWeights is not null && InitWeights.Trim().Length == 0) throw new ConfigException("train.init-weights: expected a safetensors file, got an empty path");
     }
 }

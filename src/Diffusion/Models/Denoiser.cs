@@ -100,6 +100,13 @@ public abstract class DenoiserNetwork(string name) : nn.Module<Tensor, Tensor, T
     public virtual Tensor ForwardWithLatent(Tensor x, Tensor t, Tensor? z) =>
         z is null ? forward(x, t) : throw new NotSupportedException($"{GetType().Name} cannot be conditioned on a latent");
 
+    /// <summary>
+    /// The arithmetic of the network's passes when called through a <see cref="NetworkDenoiser"/> (which enters the
+    /// <see cref="Autocast"/> scope); the weights are float32 either way. Not saved with the weights: the run's config
+    /// says it (train.precision, sample --precision).
+    /// </summary>
+    public Precision Precision { get; set; } = Precision.Float32;
+
     /// <summary>Whether the network needs a noise input η of x's shape besides (x, t) (soft mixture denoising).</summary>
     public virtual bool TakesNoise => false;
 
@@ -129,6 +136,7 @@ public sealed class NetworkDenoiser(DenoiserNetwork network, Prediction predicti
 
     private Tensor Call(Tensor x, Tensor t)
     {
+        using var mixed = Autocast.Enter(Network.Precision);
         using var tf = t.to_type(ScalarType.Float32);
         if (!Network.TakesNoise) return Network.call(x, tf);
         if (noise is null) throw new InvalidOperationException($"{Network.GetType().Name} needs a generator for its noise input η; build the denoiser with DenoiserStack");

@@ -28,17 +28,20 @@ public static class Layers
 }
 
 /// <summary>
-/// A 2-D convolution (same parameters, initialisation and state-dict names as <c>nn.Conv2d</c>) that
-/// avoids a defect of libtorch 2.10's oneDNN (v3.7.1) CPU convolution: its backward-data pass returns
-/// wrong input gradients — garbage, sometimes NaN — when the weights have to be zero-padded to the
-/// kernel's channel block (output channels not a multiple of the block for stride 1, input channels
-/// not a multiple of 32 for stride 2). Measured on this project's AVX-512 machine: a 3×3 convolution
-/// with 1, 3, 8, 12 or 24 output channels gave input gradients off by 20–40% (relative) in every
-/// trial; 16, 32, 64 were exact. The forward pass is right in all cases.
-/// While gradients are being recorded, this layer therefore pads the channel counts to multiples of
-/// 32 with zero weights (and, for stride &gt; 1, zero input channels) and slices the result: the
-/// mathematics is unchanged and the buggy padded path is never taken. Without gradients it is a
-/// plain convolution. <c>tests/…/SafeConv2dTests</c> checks both gradients against float64.
+/// A 2-D convolution (same parameters, initialisation and state-dict names as <c>nn.Conv2d</c>) that avoids defects
+/// of libtorch 2.10's oneDNN (v3.7.1) CPU convolution, measured on this project's AVX-512 machine against float64:
+/// <list type="bullet">
+/// <item>float32 backward-data returns wrong input gradients (20–40 % off, sometimes NaN) when the weights have to
+/// be zero-padded to the kernel's channel block: output channels not a multiple of 32 (1, 3, 8, 12, 24 wrong; 16, 32,
+/// 64 exact), or, for stride 2, input channels not a multiple of 32;</item>
+/// <item>float32 forward is wrong for input channels above 16 that are not a multiple of 16 (17–31, 33–47, …);</item>
+/// <item>bfloat16 forward is wrong for output channels not a multiple of 16 and for input channels above 16 not a
+/// multiple of 16, and its input gradients are wrong for 1, 3 and 8 input channels.</item>
+/// </list>
+/// This layer therefore zero-pads the channel counts (<see cref="PaddedChannels"/>: weights, and input channels of
+/// the input) and slices the result, so the mathematics is unchanged and the faulty paths are never taken; counts
+/// that need nothing take the plain convolution. <c>ModelTests</c> checks outputs and gradients against float64 in
+/// both precisions.
 /// </summary>
 public sealed class SafeConv2d : Module<Tensor, Tensor>
 {
@@ -72,8 +75,35 @@ public sealed class SafeConv2d : Module<Tensor, Tensor>
 
     public override Tensor forward(Tensor x)
     {
-        long outP = RoundUp(outCh), inP = stride > 1 ? RoundUp(inCh) : inCh;
-        if (!is_grad_enabled() || (outP == outCh && inP == inCh))
+        if (!Autocast.Active) return Conv(x, weight, bias, bf16: false);
+        // bf16-mixed: input and weights in bfloat16, and so the output (see Autocast).
+        using var scope = NewDisposeScope();
+        return Conv(Autocast.Bf16(x), weight.to_type(ScalarType.BFloat16), bias.to_type(ScalarType.BFloat16), bf16: true).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Channel counts the convolution is computed with (zero-padded where oneDNN is wrong, see the class remarks).</summary>
+    internal (long In, long Out) PaddedChannels(bool bf16, bool grad)
+    {
+        long inP = inCh, outP = outCh;
+        if (bf16)
+        {
+            // bfloat16: wrong forward unless both counts are multiples of 16; wrong input gradients for 1, 3, 8 inputs.
+            if (inCh % 16 != 0) inP = RoundUp(inCh, 16);
+            if (outCh % 16 != 0) outP = RoundUp(outCh, Block);
+        }
+        else if (inCh > 16 && inCh % 16 != 0) inP = RoundUp(inCh, 16); // float32: wrong forward for 17–31, 33–47, … inputs
+        if (grad)
+        {
+            if (outCh % Block != 0) outP = RoundUp(outCh, Block);
+            if (stride > 1 && inCh % Block != 0) inP = RoundUp(inCh, Block);
+        }
+        return (inP, outP);
+    }
+
+    private Tensor Conv(Tensor x, Tensor weight, Tensor bias, bool bf16)
+    {
+        var (inP, outP) = PaddedChannels(bf16, is_grad_enabled());
+        if (outP == outCh && inP == inCh)
             return functional.conv2d(x, weight, bias, [stride, stride], [padding, padding]);
 
         using var scope = NewDisposeScope();
@@ -90,5 +120,5 @@ public sealed class SafeConv2d : Module<Tensor, Tensor>
         return (y + bias.reshape(1, -1, 1, 1)).MoveToOuterDisposeScope();
     }
 
-    private static long RoundUp(long c) => (c + Block - 1) / Block * Block;
+    private static long RoundUp(long c, long block) => (c + block - 1) / block * block;
 }

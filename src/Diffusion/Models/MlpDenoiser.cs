@@ -25,8 +25,8 @@ public sealed class MlpBlock : Module<Tensor, Tensor, Tensor>
     public override Tensor forward(Tensor h, Tensor emb)
     {
         using var scope = NewDisposeScope();
-        var r = fc1.call(norm.call(h)) + embProj.call(functional.silu(emb));
-        r = fc2.call(dropout.call(functional.silu(r)));
+        var r = Autocast.Linear(fc1, norm.call(h)) + Autocast.Linear(embProj, functional.silu(emb));
+        r = Autocast.Linear(fc2, dropout.call(functional.silu(r)));
         return (h + r).MoveToOuterDisposeScope();
     }
 }
@@ -82,8 +82,8 @@ public sealed class MlpDenoiser : DenoiserNetwork
         if ((hyper is null) != (z is null))
             throw new InvalidOperationException(hyper is null ? "this MLP has no hyper layers to condition on a latent" : "this MLP's hyper layers need a latent vector");
         using var scope = NewDisposeScope();
-        var emb = temb2.call(functional.silu(temb1.call(TimeEmbedding.Sinusoidal(t, embDim).to_type(x.dtype))));
-        var h = inProj.call(x);
+        var emb = Autocast.Linear(temb2, functional.silu(Autocast.Linear(temb1, TimeEmbedding.Sinusoidal(t, embDim).to_type(x.dtype))));
+        var h = Autocast.Linear(inProj, x);
         int next = 0;
         h = Hyper(h, z, 0, ref next);
         for (int i = 0; i < blocks.Count; i++)
@@ -91,7 +91,7 @@ public sealed class MlpDenoiser : DenoiserNetwork
             h = blocks[i].call(h, emb);
             h = Hyper(h, z, i + 1, ref next);
         }
-        return outProj.call(functional.silu(normOut.call(h))).MoveToOuterDisposeScope();
+        return Autocast.Output(Autocast.Linear(outProj, functional.silu(normOut.call(h))), x).MoveToOuterDisposeScope();
     }
 
     private Tensor Hyper(Tensor h, Tensor? z, int position, ref int next)

@@ -5,8 +5,18 @@ namespace Diffusion.Models;
 /// <summary>Builds the network a config describes for examples of a given shape (the config was validated when it was loaded).</summary>
 public static class ModelFactory
 {
-    /// <summary>The network of a run: the UNet or MLP of <c>model</c>, wrapped for soft mixture denoising when <c>smd.enabled</c>.</summary>
+    /// <summary>
+    /// The network of a run: the UNet or MLP of <c>model</c>, wrapped for soft mixture denoising when <c>smd.enabled</c>,
+    /// computing in the precision <c>train.precision</c> resolves to.
+    /// </summary>
     public static DenoiserNetwork Create(RunConfig cfg, long[] exampleShape)
+    {
+        var net = CreateFloat32(cfg, exampleShape);
+        net.Precision = Precisions.Resolve(cfg.Train.Precision, cfg.Model.Type);
+        return net;
+    }
+
+    private static DenoiserNetwork CreateFloat32(RunConfig cfg, long[] exampleShape)
     {
         if (!cfg.Smd.Enabled) return Create(cfg.Model, exampleShape);
         var m = cfg.Model;

@@ -36,7 +36,8 @@ public sealed class HyperLayer : Module<Tensor, Tensor, Tensor>
     {
         using var scope = NewDisposeScope();
         bool map = h.dim() == 4;
-        var hl = map ? h.permute(0, 2, 3, 1) : h;   // features last
+        var hf = h.dtype == ScalarType.Float32 ? h : h.to_type(ScalarType.Float32); // float32 whatever the precision
+        var hl = map ? hf.permute(0, 2, 3, 1) : hf;   // features last
         var zl = map ? z.permute(0, 2, 3, 1) : z;
         var v = wIn.call(hl);
         var a = u1.call(zl);
@@ -45,7 +46,7 @@ public sealed class HyperLayer : Module<Tensor, Tensor, Tensor>
         v = b * (b * v).sum(-1, keepdim: true) + functional.softplus(s2) * v;
         var o = wOut.call(v);
         if (map) o = o.permute(0, 3, 1, 2);
-        return (h + o).MoveToOuterDisposeScope();
+        return (hf + o).to_type(h.dtype).MoveToOuterDisposeScope();
     }
 }
 

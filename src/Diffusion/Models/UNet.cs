@@ -38,7 +38,7 @@ public sealed class ResBlock : EmbBlock
     {
         using var scope = NewDisposeScope();
         var h = conv1.call(functional.silu(norm1.call(x)));
-        var e = embProj.call(functional.silu(emb));
+        var e = Autocast.Linear(embProj, functional.silu(emb));
         var ss = e.unsqueeze(-1).unsqueeze(-1).chunk(2, dim: 1);
         h = norm2.call(h) * (ss[0] + 1) + ss[1];
         h = conv2.call(dropout.call(functional.silu(h)));
@@ -74,7 +74,7 @@ public sealed class AttentionBlock : EmbBlock
         long b = x.shape[0], c = x.shape[1], hgt = x.shape[2], wid = x.shape[3], l = hgt * wid;
         LastFlopsPerExample = 2.0 * 2.0 * l * l * c;
         var q3 = qkv.call(norm.call(x)).reshape(b, 3, heads, c / heads, l).permute(1, 0, 2, 4, 3); // 3, B, heads, L, d
-        var a = functional.scaled_dot_product_attention(q3[0], q3[1], q3[2]);                     // B, heads, L, d
+        var a = Autocast.Attention(q3[0], q3[1], q3[2]);                                          // B, heads, L, d
         var h = a.permute(0, 1, 3, 2).reshape(b, c, hgt, wid);
         return (x + proj.call(h)).MoveToOuterDisposeScope();
     }
@@ -234,7 +234,7 @@ public sealed class UNet : DenoiserNetwork
         if ((hyperIn is null) != (z is null))
             throw new InvalidOperationException(hyperIn is null ? "this UNet has no hyper layers to condition on a latent" : "this UNet's hyper layers need a latent map");
         using var scope = NewDisposeScope();
-        var emb = temb2.call(functional.silu(temb1.call(TimeEmbedding.Sinusoidal(t, baseCh).to_type(x.dtype))));
+        var emb = Autocast.Linear(temb2, functional.silu(Autocast.Linear(temb1, TimeEmbedding.Sinusoidal(t, baseCh).to_type(x.dtype))));
         var h = convIn.call(x);
         if (hyperIn is not null) h = hyperIn.call(h, z!);
         var skips = new List<Tensor> { h };
@@ -251,6 +251,6 @@ public sealed class UNet : DenoiserNetwork
         }
         if (hyperOut is not null) h = hyperOut.call(h, z!);
         var o = convOut.call(functional.silu(normOut.call(h)));
-        return o.MoveToOuterDisposeScope();
+        return Autocast.Output(o, x).MoveToOuterDisposeScope();
     }
 }

@@ -39,7 +39,16 @@ public sealed class CheckpointHeader
             throw new UserError($"checkpoint {path}: its schedule has fingerprint {ScheduleFingerprint}, but the schedule its config describes is now {rebuilt.Fingerprint} (the schedule's formula changed); refusing to use the weights with a different ᾱ");
     }
 
-    public RunConfig RunConfig(string origin) => ConfigLoader.FromTree((JsonObject)Config.DeepClone(), origin);
+    /// <summary>
+    /// The run's config. A checkpoint written before <c>train.precision</c> existed was trained in float32, and says so
+    /// here (the default, auto, would otherwise switch a resumed run's arithmetic).
+    /// </summary>
+    public RunConfig RunConfig(string origin)
+    {
+        var tree = (JsonObject)Config.DeepClone();
+        if (tree["train"] is JsonObject train && !train.ContainsKey("precision")) train["precision"] = "float32";
+        return ConfigLoader.FromTree(tree, origin);
+    }
 }
 
 /// <summary>

@@ -21,6 +21,8 @@ public sealed record RunSummary
     public required int BatchSize { get; init; }
     public required long Parameters { get; init; }
     public required int Threads { get; init; }
+    /// <summary>The arithmetic of training (float32 or bf16-mixed).</summary>
+    public required string Precision { get; init; }
     /// <summary>Training wall time of the whole run, over every session (as saved in the checkpoint).</summary>
     public required double TrainSecondsTotal { get; init; }
     /// <summary>Training wall time of this session and the steps it took.</summary>
@@ -52,6 +54,7 @@ public sealed record RunSummary
             BatchSize = cfg.Train.BatchSize,
             Parameters = ModelFactory.ParameterCount(trainer.Model),
             Threads = torch.get_num_threads(),
+            Precision = Precisions.Name(trainer.Model.Precision),
             TrainSecondsTotal = trainer.ElapsedSeconds,
             TrainSecondsThisRun = trainer.TrainSeconds,
             StepsThisRun = trainer.TrainedSteps,
@@ -75,6 +78,7 @@ public sealed record RunSummary
             ["batch_size"] = BatchSize,
             ["parameters"] = Parameters,
             ["threads"] = Threads,
+            ["precision"] = Precision,
             ["train_seconds_total"] = Math.Round(TrainSecondsTotal, 2),
             ["train_seconds_this_run"] = Math.Round(TrainSecondsThisRun, 2),
             ["train_samples_per_second"] = TrainSecondsThisRun > 0 ? Math.Round(StepsThisRun * BatchSize / TrainSecondsThisRun, 2) : null,

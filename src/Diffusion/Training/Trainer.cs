@@ -105,6 +105,8 @@ public sealed class Trainer : IDisposable
         // Another trainer may have finished a run here between the check and the lock: check again, now that we hold it.
         f.ThrowIfHoldsRun();
         f.RemoveTemporaryFiles();
+        // What auto chose is saved with the run, so that a resume elsewhere keeps the arithmetic.
+        if (cfg.Train.Precision == Precisions.Auto) cfg.Train.Precision = Precisions.Name(Precisions.Resolve(Precisions.Auto, cfg.Model.Type));
         Build();
         if (cfg.Train.InitWeights is string init)
         {
@@ -112,6 +114,7 @@ public sealed class Trainer : IDisposable
             ema.CopyFrom(model);
             onMessage?.Invoke($"train: model and EMA start from {init}");
         }
+        onMessage?.Invoke($"train: precision {Precisions.Describe(model.Precision)}");
         torch.manual_seed(cfg.Train.Seed); // dropout stream starts from the seed, whatever building consumed
         step = 0;
         f.WriteStart(cfg);
@@ -131,6 +134,7 @@ public sealed class Trainer : IDisposable
         // Resumed from another file than the latest: the latest (damaged, or ahead of the chosen one) is not kept as previous.
         latestStep = resumeFrom is null ? step : null;
         f.TruncateLog(step);
+        onMessage?.Invoke($"train: precision {Precisions.Describe(model.Precision)}");
         onMessage?.Invoke(resumeFrom is null ? $"resuming {runDir} at step {step}" : $"resuming {runDir} at step {step} from {f.ResumePath(resumeFrom)}");
         return f;
     }

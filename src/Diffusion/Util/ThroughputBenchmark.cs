@@ -11,7 +11,7 @@ using static TorchSharp.torch;
 namespace Diffusion.Util;
 
 /// <summary>One config's measured throughput (see <see cref="ThroughputBenchmark.Measure"/>).</summary>
-public sealed record ThroughputResult(string Config, long[] Shape, long Parameters, double ForwardFlopsPerExample, int TrainBatch, int TrainStepsTimed,
+public sealed record ThroughputResult(string Config, string Precision, long[] Shape, long Parameters, double ForwardFlopsPerExample, int TrainBatch, int TrainStepsTimed,
                                       double TrainSamplesPerSecond, int SampleBatch, int SampleSteps, double SampleSamplesPerSecond, double SampleEvaluationsPerSecond)
 {
     /// <summary>A training step counted as 3× the forward pass.</summary>
@@ -21,6 +21,7 @@ public sealed record ThroughputResult(string Config, long[] Shape, long Paramete
     public JsonObject ToJson() => new()
     {
         ["config"] = Config,
+        ["precision"] = Precision,
         ["shape"] = new JsonArray(Shape.Select(s => (JsonNode)s).ToArray()),
         ["parameters"] = Parameters,
         ["forward_gflop_per_example"] = Math.Round(ForwardFlopsPerExample / 1e9, 4),
@@ -43,13 +44,14 @@ public sealed record ThroughputResult(string Config, long[] Shape, long Paramete
 /// </summary>
 public static class ThroughputBenchmark
 {
-    public static ThroughputResult Measure(string configName, int trainSteps = 5, int sampleSteps = 20, int sampleBatch = 64)
+    public static ThroughputResult Measure(string configName, Precision precision = Models.Precision.Float32, int trainSteps = 5, int sampleSteps = 20, int sampleBatch = 64)
     {
         var cfg = ConfigLoader.FromTree(ConfigLoader.EmbeddedTree(configName), $"built-in config {configName}");
         if (cfg.Model.Type != "unet") throw new UserError($"bench: config {configName} is not a UNet config");
-        long[] shape = configName.Contains("28") ? [1, 28, 28] : [3, 32, 32];
+        long[] shape = ShapeOf(cfg);
         manual_seed(0);
         using var net = ModelFactory.Create(cfg.Model, shape);
+        net.Precision = precision;
         double fwdFlops = FlopCounter.ForwardFlopsPerExample(net);
         int batch = cfg.Train.BatchSize;
         var prediction = Parameterization.Parse(cfg.Model.Prediction);
@@ -88,19 +90,109 @@ public static class ThroughputBenchmark
             sampler.Sample(den, xT, null).Dispose();
             sampleSeconds = sw.Elapsed.TotalSeconds;
         }
-        return new ThroughputResult(configName, shape, ModelFactory.ParameterCount(net), fwdFlops, batch, trainSteps, trainSteps * batch / trainSeconds,
+        return new ThroughputResult(configName, Precisions.Name(precision), shape, ModelFactory.ParameterCount(net), fwdFlops, batch, trainSteps, trainSteps * batch / trainSeconds,
                                     sampleBatch, sampleSteps, sampleBatch / sampleSeconds, sampleBatch * (double)sampleSteps / sampleSeconds);
     }
 
-    /// <summary>The results file: date, machine, libtorch threads and version, one object per config.</summary>
-    public static JsonObject Document(IEnumerable<ThroughputResult> results) => new()
+    /// <summary>The example shape of a built-in UNet config: its data's (28×28 greyscale for the Fashion-MNIST configs, the configured size and RGB otherwise).</summary>
+    private static long[] ShapeOf(RunConfig cfg) =>
+        cfg.Data.Spec is "fashion-mnist" or "mnist" ? [1, 28, 28] : [3, cfg.Data.ImageSize, cfg.Data.ImageSize];
+
+    /// <summary>
+    /// GFLOP/s of an n×n by n×n matrix product in <paramref name="dtype"/> (best of <paramref name="repeats"/> after a
+    /// warm-up): the peak the network's GFLOP/s are read against.
+    /// </summary>
+    public static double MatmulGflops(ScalarType dtype, int n = 2048, int repeats = 5)
     {
-        ["date_utc"] = DateTime.UtcNow.ToString("yyyy-MM-dd HH:mm"),
-        ["machine"] = $"{RuntimeInformation.OSDescription}, {CpuModel()}, {Environment.ProcessorCount} logical CPUs",
-        ["torch_threads"] = get_num_threads(),
-        ["libtorch"] = __version__,
-        ["results"] = new JsonArray(results.Select(r => (JsonNode)r.ToJson()).ToArray()),
-    };
+        using var a = randn(n, n).to_type(dtype);
+        using var b = randn(n, n).to_type(dtype);
+        matmul(a, b).Dispose();
+        double best = 0;
+        for (int i = 0; i < repeats; i++)
+        {
+            var sw = Stopwatch.StartNew();
+            matmul(a, b).Dispose();
+            best = Math.Max(best, 2.0 * n * n * n / sw.Elapsed.TotalSeconds / 1e9);
+        }
+        return best;
+    }
+
+    /// <summary>
+    /// Resident memory over a long training run of a built-in config: <paramref name="steps"/> full steps, the process's
+    /// peak resident set size (VmHWM) read after the first half and at the end, so that growth in the second half shows.
+    /// </summary>
+    public static JsonObject MemoryRun(string configName, Precision precision, int steps, Action<string>? progress = null)
+    {
+        var cfg = ConfigLoader.FromTree(ConfigLoader.EmbeddedTree(configName), $"built-in config {configName}");
+        long[] shape = ShapeOf(cfg);
+        manual_seed(0);
+        using var net = ModelFactory.Create(cfg.Model, shape);
+        net.Precision = precision;
+        net.train();
+        using var opt = optim.AdamW(net.parameters(), cfg.Train.Lr, weight_decay: cfg.Train.WeightDecay);
+        var objective = new DiffusionObjective(cfg.Schedule.Build(), Parameterization.Parse(cfg.Model.Prediction));
+        using var den = new NetworkDenoiser(net, Parameterization.Parse(cfg.Model.Prediction));
+        using var gen = new Generator(0);
+        var parms = net.parameters().ToList();
+        long half = 0;
+        var sw = Stopwatch.StartNew();
+        for (int i = 1; i <= steps; i++)
+        {
+            using (var scope = NewDisposeScope())
+            {
+                var x0 = rand(new long[] { cfg.Train.BatchSize }.Concat(shape).ToArray(), generator: gen) * 2 - 1;
+                var loss = objective.Loss(den, x0, gen);
+                opt.zero_grad();
+                loss.backward();
+                nn.utils.clip_grad_norm_(parms, 1.0);
+                opt.step();
+            }
+            if (i == steps / 2) half = PeakResidentBytes();
+            if (i % 100 == 0) progress?.Invoke($"memory run: step {i}/{steps}, peak RSS {PeakResidentBytes() / 1048576.0:F0} MiB, {i / sw.Elapsed.TotalSeconds:F2} steps/s");
+        }
+        long end = PeakResidentBytes();
+        return new JsonObject
+        {
+            ["config"] = configName,
+            ["precision"] = Precisions.Name(precision),
+            ["steps"] = steps,
+            ["peak_rss_mib_at_half"] = Math.Round(half / 1048576.0, 1),
+            ["peak_rss_mib_at_end"] = Math.Round(end / 1048576.0, 1),
+            ["growth_second_half_percent"] = half > 0 ? Math.Round(100.0 * (end - half) / half, 2) : null,
+            ["seconds"] = Math.Round(sw.Elapsed.TotalSeconds, 1),
+        };
+    }
+
+    /// <summary>The process's peak resident set size in bytes (Linux VmHWM; 0 where /proc is absent).</summary>
+    public static long PeakResidentBytes()
+    {
+        try
+        {
+            var line = File.ReadLines("/proc/self/status").FirstOrDefault(l => l.StartsWith("VmHWM:", StringComparison.Ordinal));
+            if (line is null) return 0;
+            var kb = line["VmHWM:".Length..].Trim().Split(' ')[0];
+            return long.Parse(kb, System.Globalization.CultureInfo.InvariantCulture) * 1024;
+        }
+        catch (IOException) { return 0; }
+    }
+
+    /// <summary>The results file: date, machine, libtorch threads and version, matmul peaks, one object per config and precision.</summary>
+    public static JsonObject Document(IEnumerable<ThroughputResult> results, double? matmulFloat32 = null, double? matmulBf16 = null, JsonObject? memory = null)
+    {
+        var doc = new JsonObject
+        {
+            ["date_utc"] = DateTime.UtcNow.ToString("yyyy-MM-dd HH:mm"),
+            ["machine"] = $"{RuntimeInformation.OSDescription}, {CpuModel()}, {Environment.ProcessorCount} logical CPUs",
+            ["cpu_bf16"] = Precisions.CpuBf16,
+            ["torch_threads"] = get_num_threads(),
+            ["libtorch"] = __version__,
+        };
+        if (matmulFloat32 is double f) doc["matmul_2048_float32_gflops"] = Math.Round(f, 1);
+        if (matmulBf16 is double b) doc["matmul_2048_bf16_gflops"] = Math.Round(b, 1);
+        doc["results"] = new JsonArray(results.Select(r => (JsonNode)r.ToJson()).ToArray());
+        if (memory is not null) doc["memory"] = memory;
+        return doc;
+    }
 
     private static string CpuModel()
     {
