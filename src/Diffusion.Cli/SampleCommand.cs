@@ -18,7 +18,8 @@ public static class SampleCommand
                          [--sampler NAME] [--steps N] [--clip | --no-clip] [sampler options]
                          [--eps-scale-b B] [--eps-scale-k K]
                          [--n COUNT] [--seed S] [--init-noise NOISE.npy] [--dtype float32|float64]
-                         [--batch-size B] [--weights ema|model] [--threads N] [--quiet]
+                         [--batch-size B] [--weights ema|model] [--precision float32|bf16-mixed]
+                         [--threads N] [--quiet]
 
         Draws samples from a trained checkpoint (EMA weights by default) or from the exact denoiser of a Gaussian
         mixture (gmm:SPEC.json, see README). FILE.npy holds the raw samples (N×D for vectors, N×C×H×W for images);
@@ -37,6 +38,7 @@ public static class SampleCommand
           --dtype            float32 or float64 arithmetic (default: the noise file's, else float32)
           --batch-size B     samples per forward pass (default 256)
           --weights          ema (default) or model (the raw training weights)
+          --precision        float32 or bf16-mixed network arithmetic (default: the checkpoint's train.precision)
         """;
 
     /// <summary>The help text: the sampler list and every sampler option come from the registry.</summary>
@@ -63,7 +65,7 @@ public static class SampleCommand
         }
     }
 
-    private static readonly string[] CommonValues = ["checkpoint", "model", "out", "sampler", "steps", "n", "seed", "init-noise", "dtype", "batch-size", "weights", "threads",
+    private static readonly string[] CommonValues = ["checkpoint", "model", "out", "sampler", "steps", "n", "seed", "init-noise", "dtype", "batch-size", "weights", "precision", "threads",
                                                      "eps-scale-b", "eps-scale-k"];
 
     public static int Run(string[] argv)
@@ -107,6 +109,7 @@ public static class SampleCommand
         if (a.Get("checkpoint") is string ck)
         {
             trained = TrainedModel.Load(ck, a.Get("weights") ?? "ema");
+            if (a.Get("precision") is string prec) trained.Network.Precision = Precisions.Parse(prec, "diffusion sample --precision");
             schedule = trained.Schedule;
             exampleShape = trained.ExampleShape;
             isImage = trained.IsImage;
@@ -116,6 +119,7 @@ public static class SampleCommand
         else
         {
             if (a.Has("weights")) throw new UsageError("diffusion sample: --weights applies to --checkpoint only");
+            if (a.Has("precision")) throw new UsageError("diffusion sample: --precision applies to --checkpoint only");
             string m = a.Get("model")!;
             if (!m.StartsWith("gmm:", StringComparison.Ordinal)) throw new UsageError($"diffusion sample: --model {m}: expected gmm:SPEC.json");
             var (gmm, schedCfg) = GaussianMixture.Load(m[4..]);

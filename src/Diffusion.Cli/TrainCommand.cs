@@ -13,7 +13,7 @@ public static class TrainCommand
     public static readonly string Help = $$"""
         diffusion train [--config FILE|NAME] [--set key=value]... [--data SPEC] [--data-dir DIR]
                         [--remedy NAME[,NAME]...] [--steps N] [--seed S] [--out RUN_DIR] [--resume [--resume-from prev|FILE]]
-                        [--force] [--init-weights FILE.safetensors] [--threads N] [--quiet]
+                        [--force] [--init-weights FILE.safetensors] [--precision P] [--threads N] [--quiet]
 
         Trains a denoising diffusion model and writes into RUN_DIR: checkpoint.ckpt (model, EMA,
         optimizer, step, RNG states, config; every section SHA-256-checked when read), the previous
@@ -37,13 +37,24 @@ public static class TrainCommand
           --resume-from W     with --resume: continue from 'prev' (the newest kept previous checkpoint, e.g.
                               when the latest is damaged) or from the checkpoint FILE W
           --force             delete an existing run in --out and start over
+          --precision P       train.precision: float32, bf16-mixed (convolutions, linear layers and attention in
+                              bfloat16; weights, optimizer, EMA, loss and norm statistics float32) or auto (default:
+                              bf16-mixed for the UNet where the CPU has AVX512_BF16 or AMX, float32 otherwise)
           --threads N         libtorch CPU threads (default: the config's train.threads, else libtorch's)
           --quiet             no progress bar
         """;
 
-    private static readonly string[] ValueOptions = ["config", "set", "remedy", "data", "data-dir", "steps", "seed", "out", "threads", "init-weights", "resume-from"];
+    private static readonly string[] ValueOptions = ["config", "set", "remedy", "data", "data-dir", "steps", "seed", "out", "threads", "init-weights", "resume-from", "precision"];
 
     private static readonly string[] SwitchOptions = ["resume", "force", "quiet"];
+
+    // --precision P is train.precision=P, after any --set.
+    private static List<string> Sets(Args a)
+    {
+        var sets = a.All("set").ToList();
+        if (a.Get("precision") is string p) sets.Add($"train.precision={p}");
+        return sets;
+    }
 
     public static int Run(string[] argv)
     {
@@ -62,7 +73,7 @@ public static class TrainCommand
                 resumeFrom = a.Get("resume-from");
                 cfg = TrainingRun.ResumeConfig(outDir, new TrainRequest
                 {
-                    Config = a.Get("config"), Remedies = a.All("remedy"), Sets = a.All("set"), Data = a.Get("data"),
+                    Config = a.Get("config"), Remedies = a.All("remedy"), Sets = Sets(a), Data = a.Get("data"),
                     DataDir = a.Get("data-dir"), Steps = a.Int("steps", 0), Seed = a.Long("seed"),
                 }, resumeFrom);
             }
@@ -72,7 +83,7 @@ public static class TrainCommand
                 if (!a.Has("config") && !a.Has("data")) throw new UsageError("diffusion train: give --config FILE (or a built-in name: demo, toy, image28, image32) or --data SPEC");
                 cfg = TrainingRun.NewConfig(new TrainRequest
                 {
-                    Config = a.Get("config"), Remedies = a.All("remedy"), Sets = a.All("set"), Data = a.Get("data"),
+                    Config = a.Get("config"), Remedies = a.All("remedy"), Sets = Sets(a), Data = a.Get("data"),
                     DataDir = a.Get("data-dir"), Steps = a.Int("steps", 0), Seed = a.Long("seed"), InitWeights = a.Get("init-weights"),
                 });
                 outDir ??= TrainingRun.DefaultRunDir(cfg);

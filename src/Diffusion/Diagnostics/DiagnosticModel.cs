@@ -48,6 +48,9 @@ public sealed class DiagnosticModel : IDisposable
     public static DiagnosticModel FromCheckpoint(string path, string? label = null, string weights = "ema", string? dataOverride = null)
     {
         var tm = TrainedModel.Load(path, weights);
+        // Diagnostics measure small differences (finite-difference Lipschitz constants, ε-norm gaps): float32 arithmetic
+        // whatever precision the run was trained in.
+        tm.Network.Precision = Precision.Float32;
         try
         {
             string spec = dataOverride ?? HeldOutSpec(tm.Config.Data.Spec);
