@@ -1,0 +1,94 @@
+// Layer-level measurements behind bench/precision.md: float32 vs bfloat16 and NCHW vs channels-last for the demo
+// UNet's convolutions and GroupNorm + SiLU (forward + backward, batch 64), the whole UNet, and the channel counts at
+// which oneDNN's convolutions are wrong (against float64). Times are the process's CPU time per call, the minimum
+// over interleaved repetitions, on one libtorch thread: robust to other jobs on the machine.
+//   dotnet run -c Release --project bench/layers -- [REPS]
+using Diffusion.Models;
+using static TorchSharp.torch;
+
+int reps = args.Length > 0 ? int.Parse(args[0]) : 10;
+set_num_threads(1);
+var proc = System.Diagnostics.Process.GetCurrentProcess();
+double Cpu() { proc.Refresh(); return proc.TotalProcessorTime.TotalMilliseconds; }
+Tensor CL(Tensor x) => x.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2);
+
+// Minimum CPU time of each variant, the variants interleaved within every repetition.
+double[] Interleaved(int n, Action<int> run)
+{
+    var best = Enumerable.Repeat(double.MaxValue, n).ToArray();
+    for (int r = 0; r <= reps; r++)
+        for (int v = 0; v < n; v++)
+        {
+            double c0 = Cpu();
+            run(v);
+            if (r > 0) best[v] = Math.Min(best[v], Cpu() - c0);
+        }
+    return best;
+}
+
+Console.WriteLine($"one thread, CPU ms per call, min over {reps} interleaved repetitions");
+string[] convModes = ["float32", "float32 CL", "bf16", "bf16 CL"];
+Console.WriteLine($"\n3×3 convolution, batch 64, forward + backward (input already in the mode's dtype and layout):");
+Console.WriteLine($"{"layer",-18}" + string.Join("", convModes.Select(m => $"{m,14}")));
+foreach (var (ci, co, side) in new[] { (32, 32, 28), (64, 64, 14), (64, 64, 7), (128, 64, 14), (96, 32, 28) })
+{
+    using var w = randn(co, ci, 3, 3).requires_grad_(true);
+    using var x0 = randn(64, ci, side, side);
+    var t = Interleaved(convModes.Length, v =>
+    {
+        using var sc = NewDisposeScope();
+        bool bf = v >= 2, cl = v % 2 == 1;
+        var x = cl ? CL(x0) : x0;
+        if (bf) x = x.to_type(ScalarType.BFloat16);
+        x = x.detach().requires_grad_(true);
+        var y = nn.functional.conv2d(x, bf ? w.to_type(ScalarType.BFloat16) : w, padding: [1, 1]);
+        y.sum().backward();
+    });
+    Console.WriteLine($"{$"{ci}→{co} at {side}×{side}",-18}" + string.Join("", t.Select(v => $"{v,14:F1}")));
+}
+
+Console.WriteLine($"\nGroupNorm (8 groups, float32 weights) + SiLU, batch 64, forward + backward:");
+Console.WriteLine($"{"layer",-18}" + string.Join("", convModes.Select(m => $"{m,14}")));
+foreach (var (c, side) in new[] { (32, 28), (64, 14), (64, 7) })
+{
+    using var gn = Layers.GroupNorm(8, c);
+    using var x0 = randn(64, c, side, side);
+    var t = Interleaved(convModes.Length, v =>
+    {
+        using var sc = NewDisposeScope();
+        bool bf = v >= 2, cl = v % 2 == 1;
+        var x = cl ? CL(x0) : x0;
+        if (bf) x = x.to_type(ScalarType.BFloat16);
+        x = x.detach().requires_grad_(true);
+        nn.functional.silu(gn.call(x)).sum().backward();
+    });
+    Console.WriteLine($"{$"{c} at {side}×{side}",-18}" + string.Join("", t.Select(v => $"{v,14:F1}")));
+}
+
+Console.WriteLine("\nThe demo UNet (1.19 M parameters), batch 64:");
+using (var net = new UNet(1, 28, 32, [1, 2, 2], 1, [7], 32, 0.1, 8))
+{
+    net.train();
+    using var x = randn(64, 1, 28, 28);
+    using var tt = full(64, 500f);
+    Precision[] ps = [Precision.Float32, Precision.Bf16Mixed];
+    var fb = Interleaved(2, v => { using var sc = NewDisposeScope(); using var ac = Autocast.Enter(ps[v]); net.call(x, tt).square().mean().backward(); });
+    var f = Interleaved(2, v => { using var sc = NewDisposeScope(); using var ng = no_grad(); using var ac = Autocast.Enter(ps[v]); net.call(x, tt); });
+    for (int v = 0; v < 2; v++) Console.WriteLine($"{Precisions.Name(ps[v]),-12} forward + backward {fb[v],8:F0} ms   forward only {f[v],8:F0} ms");
+    Console.WriteLine($"bf16-mixed speed-up: forward + backward {fb[0] / fb[1]:F2}×, forward {f[0] / f[1]:F2}×");
+}
+
+Console.WriteLine("\nChannel counts at which the plain oneDNN 3×3 convolution's forward is wrong (max error > 2 % of max |y|, against float64):");
+static double Err(int ci, int co, ScalarType dt)
+{
+    using var sc = NewDisposeScope();
+    var w = randn(co, ci, 3, 3) * 0.1; var b = randn(co); var a = randn(4, ci, 14, 14);
+    var y64 = nn.functional.conv2d(a.to_type(ScalarType.Float64), w.to_type(ScalarType.Float64), b.to_type(ScalarType.Float64), padding: [1, 1]);
+    var y = nn.functional.conv2d(a.to_type(dt), w.to_type(dt), b.to_type(dt), padding: [1, 1]);
+    double e = (y.to_type(ScalarType.Float64) - y64).abs().max().item<double>() / y64.abs().max().item<double>();
+    return double.IsNaN(e) ? double.PositiveInfinity : e;
+}
+var range = Enumerable.Range(1, 72).ToList();
+Console.WriteLine("  float32, inputs 1–72 (32 outputs):  " + string.Join(",", range.Where(c => Err(c, 32, ScalarType.Float32) > 0.02)));
+Console.WriteLine("  bfloat16, inputs 1–72 (32 outputs): " + string.Join(",", range.Where(c => Err(c, 32, ScalarType.BFloat16) > 0.02)));
+Console.WriteLine("  bfloat16, outputs 1–72 (32 inputs): " + string.Join(",", range.Where(c => Err(32, c, ScalarType.BFloat16) > 0.02)));
