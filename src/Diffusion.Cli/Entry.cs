@@ -29,6 +29,7 @@ public static class Entry
         }
         string command = args[0];
         string[] rest = args[1..];
+        Util.NativeAllocator.Tune(); // reuse freed tensor memory instead of page-faulting it afresh (see NativeAllocator)
         (Func<string[], int> run, string help) = command switch
         {
             "train" => ((Func<string[], int>)TrainCommand.Run, TrainCommand.Help),

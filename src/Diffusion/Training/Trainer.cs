@@ -66,6 +66,7 @@ public sealed class Trainer : IDisposable
     /// <remarks>The trainer holds the run folder's <see cref="RunLock"/> from construction until <see cref="Dispose"/>.</remarks>
     public Trainer(RunConfig config, string runDir, bool resume, Dataset? dataset = null, Action<string>? onMessage = null, string? resumeFrom = null)
     {
+        Util.NativeAllocator.Tune();
         cfg = config;
         this.onMessage = onMessage;
         this.resumeFrom = resumeFrom;

@@ -184,6 +184,7 @@ public static class ThroughputBenchmark
             ["date_utc"] = DateTime.UtcNow.ToString("yyyy-MM-dd HH:mm"),
             ["machine"] = $"{RuntimeInformation.OSDescription}, {CpuModel()}, {Environment.ProcessorCount} logical CPUs",
             ["cpu_bf16"] = Precisions.CpuBf16,
+            ["malloc_tuned"] = NativeAllocator.Tuned,
             ["torch_threads"] = get_num_threads(),
             ["libtorch"] = __version__,
         };
