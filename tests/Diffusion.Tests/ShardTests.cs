@@ -101,4 +101,20 @@ public class ShardTests
         foreach (var sc in new[] { Ddpm, DpmSolver })
             AssertSplitInvariant(noise => DenoiserStack.ForSampling(cfg, net, noise, sc), sc, schedule, shape, ScalarType.Float32, 11);
     }
+
+    [Fact]
+    public void Unet_samples_are_split_invariant()
+    {
+        // A small UNet with attention, as image runs use (weights as initialised: the arithmetic, not the training, matters here).
+        var tree = ConfigLoader.EmbeddedTree("image28");
+        foreach (var set in new[] { "model.channels=16", "model.channel-mult=[1,2]", "model.attention-resolutions=[4]", "model.head-channels=16", "model.dropout=0.0" })
+            ConfigLoader.ApplySet(tree, set);
+        var cfg = ConfigLoader.FromTree(tree, "shard unet");
+        long[] shape = [1, 8, 8];
+        using var net = ModelFactory.Create(cfg, shape);
+        net.eval();
+        var schedule = cfg.Schedule.Build();
+        var ddpm = new SampleConfig { Sampler = "ddpm", Steps = 4 };
+        AssertSplitInvariant(noise => DenoiserStack.ForSampling(cfg, net, noise, ddpm), ddpm, schedule, shape, ScalarType.Float32, 7);
+    }
 }
