@@ -14,6 +14,7 @@ public static class Entry
 
           train    train a model on toy, image or array data; writes a run folder
           sample   draw samples from a checkpoint or from an exact Gaussian-mixture model
+          merge    join the parts of a sharded sampling run (sample --shard k/S) in index order
           eval     score samples against reference data: FID, KID, precision/recall, MMD
           diagnose measure exposure bias, x0 bias, Lipschitz in t, error propagation, mixture steps
           export   write a run's EMA weights as safetensors (with its config) for PyTorch tools
@@ -34,6 +35,7 @@ public static class Entry
         {
             "train" => ((Func<string[], int>)TrainCommand.Run, TrainCommand.Help),
             "sample" => (SampleCommand.Run, SampleCommand.Help),
+            "merge" => (MergeCommand.Run, MergeCommand.Help),
             "bench" => (BenchCommand.Run, BenchCommand.Help),
             "eval" => (EvalCommand.Run, EvalCommand.Help),
             "diagnose" => (DiagnoseCommand.Run, DiagnoseCommand.Help),
@@ -42,7 +44,7 @@ public static class Entry
         };
         if (run is null)
         {
-            Console.Error.WriteLine($"error: unknown command '{command}'; expected train, sample, eval, diagnose, export or bench (diffusion --help)");
+            Console.Error.WriteLine($"error: unknown command '{command}'; expected train, sample, merge, eval, diagnose, export or bench (diffusion --help)");
             return 2;
         }
         if (rest.Any(a => a is "-h" or "--help"))

@@ -15,6 +15,8 @@ public static class EvalCommand
                        [--inception-weights FILE.pth|FILE.npz] [--classifier-cache DIR] [--data-dir DIR]
                        [--kid-subsets S] [--kid-subset-size M] [--k K] [--mmd-n N] [--seed S]
                        [--batch-size B] [--threads N] [--quiet]
+                       [--shard k/S] [--save-partial PARTIAL.npz]
+        diffusion eval --merge PARTIAL.npz... --reference DATA_SPEC|STATS.npz [--features …] [metric options]
 
         Scores samples against reference data in a feature space, and prints each score with the
         feature extractor and the sample counts it was computed with.
@@ -44,19 +46,42 @@ public static class EvalCommand
           --mmd-n N          rows of each set used for MMD² (default 2000)
           --seed S           seed of the random subsets (default 0)
 
+        More than one machine: --save-partial PARTIAL.npz writes, instead of scores, the features of the samples (all, or
+        with --shard k/S the contiguous rows ⌊k·N/S⌋ … ⌊(k+1)·N/S⌋ − 1; a part file of sample --shard gives its own rows),
+        their float64 sum and sum of outer products, with the extractor's and the reference's identities. --merge joins
+        the partials (same extractor, same reference, every row once) and scores them: the same numbers as one process.
+
         Mixture references (toy:gmm-grid, gmm:SPEC.json) also print the fraction of samples within 3σ of
         a mode, the modes covered and the mean log-likelihood under the true mixture.
         """;
 
     private static readonly string[] ValueOptions = ["samples", "reference", "features", "metrics", "format", "save-reference", "n", "reference-n",
-        "inception-weights", "classifier-cache", "data-dir", "kid-subsets", "kid-subset-size", "k", "mmd-n", "seed", "batch-size", "threads"];
-    private static readonly string[] SwitchOptions = ["quiet"];
+        "inception-weights", "classifier-cache", "data-dir", "kid-subsets", "kid-subset-size", "k", "mmd-n", "seed", "batch-size", "threads",
+        "shard", "save-partial"];
+    private static readonly string[] SwitchOptions = ["quiet", "merge"];
 
     public static int Run(string[] argv)
     {
         var a = new Args("eval", argv, ValueOptions, SwitchOptions);
-        a.NoPositionals();
-        string samplesPath = a.Require("samples", "FILE.npy|DIR");
+        bool merge = a.Switch("merge");
+        if (merge)
+        {
+            if (a.Positionals.Count == 0) throw new UsageError("diffusion eval: --merge needs the partial files (PARTIAL.npz ...) written by eval --save-partial");
+            foreach (var o in new[] { "samples", "shard", "save-partial", "save-reference", "n" })
+                if (a.Has(o)) throw new UsageError($"diffusion eval: --{o} does not apply to --merge (the partials hold the samples' features)");
+        }
+        else a.NoPositionals();
+        string samplesPath = merge ? a.Positionals[0] : a.Require("samples", "FILE.npy|DIR");
+        Diffusion.Sampling.Shard? shard = null;
+        if (a.Get("shard") is string shardText)
+        {
+            try { shard = Diffusion.Sampling.Shard.Parse(shardText); }
+            catch (UserError e) { throw new UsageError("diffusion eval: " + e.Message); }
+            if (!a.Has("save-partial")) throw new UsageError("diffusion eval: --shard needs --save-partial PARTIAL.npz (a shard's scores alone mean nothing; merge the partials with --merge)");
+        }
+        string? partialPath = a.Get("save-partial");
+        if (partialPath is not null && !partialPath.EndsWith(".npz", StringComparison.OrdinalIgnoreCase))
+            throw new UsageError($"diffusion eval: --save-partial {partialPath}: expected a .npz file");
         string referenceArg = a.Require("reference", "DATA_SPEC|STATS.npz");
         string format = a.Get("format") ?? "text";
         if (format is not ("text" or "json")) throw new UsageError($"diffusion eval: --format {format}: expected text or json");
@@ -102,8 +127,28 @@ public static class EvalCommand
         if (saved?.Features is string sf && sf != features)
             throw new UserError($"--reference {referenceArg}: holds {sf} features, not {features}; compute a reference in {features} features from data");
 
-        using var samples = SampleSet.Load(samplesPath, a.Int("n", 2), refShape, settings.DataDir, options.Seed);
-        if (refShape is not null && features != "inception-fid" && !samples.shape.Skip(1).SequenceEqual(refShape))
+        // The samples: all of them, a shard's rows of them, or a part file of sample --shard (its own rows); none for --merge.
+        long totalN = 0, start = 0;
+        torch.Tensor LoadSamples()
+        {
+            if (merge) return torch.zeros(0);
+            if (samplesPath.EndsWith(".npz", StringComparison.OrdinalIgnoreCase) && File.Exists(samplesPath))
+            {
+                if (shard is not null || a.Has("n")) throw new UsageError($"diffusion eval: --samples {samplesPath} is a part of a sharded run; it holds its own rows (no --shard or --n)");
+                var (part, m) = Diffusion.Sampling.SampleParts.Read(samplesPath);
+                (totalN, start) = (m.N, m.Start);
+                shard = new Diffusion.Sampling.Shard(m.Shard, m.Shards);
+                return part;
+            }
+            var all = SampleSet.Load(samplesPath, a.Int("n", 2), refShape, settings.DataDir, options.Seed);
+            totalN = all.shape[0];
+            if (shard is not { } sh) return all;
+            var (s0, count) = sh.Range(totalN);
+            start = s0;
+            using (all) return all.narrow(0, s0, count).clone();
+        }
+        using var samples = LoadSamples();
+        if (!merge && refShape is not null && features != "inception-fid" && !samples.shape.Skip(1).SequenceEqual(refShape))
             throw new UserError($"--samples {samplesPath}: examples of shape [{string.Join(", ", samples.shape.Skip(1))}], the reference has [{string.Join(", ", refShape)}]");
 
         using var extractor = FeatureExtractors.Create(features, settings);
@@ -124,12 +169,41 @@ public static class EvalCommand
         }
         if (saved is not null && a.Has("save-reference")) throw new UsageError("diffusion eval: --save-reference saves a reference computed from data; --reference is already saved statistics");
 
-        Log($"eval: {features} features of {samples.shape[0]} samples ({samplesPath})");
-        var bar2 = new ProgressBar("features", !quiet);
-        using var sampleFeatures = extractor.Extract(samples, (d, t) => bar2.Report(d, t));
-        bar2.Finish();
-        using var raw = samples.dim() == 2 ? samples.alias() : samples.reshape(samples.shape[0], -1);
-        var result = Evaluation.Run(features, sampleFeatures, reference, options, raw);
+        EvalResult result;
+        if (merge)
+        {
+            var (merged, mergedRaw, stats, first) = EvalPartials.Merge(a.Positionals, extractor.Identity, EvalPartials.ReferenceIdentity(reference));
+            using (merged)
+            using (mergedRaw)
+            using (stats)
+            {
+                Log($"eval: {a.Positionals.Count} partials, {merged.shape[0]} samples ({first.Samples}, …)");
+                result = Evaluation.Run(features, merged, reference, options, mergedRaw, stats);
+            }
+        }
+        else
+        {
+            Log($"eval: {features} features of {samples.shape[0]} samples ({samplesPath}{(shard is { } sh0 ? $", shard {sh0}: rows {start}…{start + samples.shape[0] - 1} of {totalN}" : "")})");
+            var bar2 = new ProgressBar("features", !quiet);
+            using var sampleFeatures = extractor.Extract(samples, (d, t) => bar2.Report(d, t));
+            bar2.Finish();
+            using var raw = samples.dim() == 2 ? samples.alias() : samples.reshape(samples.shape[0], -1);
+            if (partialPath is not null)
+            {
+                var sh = shard ?? Diffusion.Sampling.Shard.All;
+                EvalPartials.Write(partialPath, sampleFeatures, samples.dim() == 2 ? raw : null, new PartialManifest
+                {
+                    Features = features, FeatureIdentity = extractor.Identity,
+                    Reference = referenceArg, ReferenceIdentity = EvalPartials.ReferenceIdentity(reference),
+                    Samples = samplesPath, N = totalN, Shards = sh.S, Shard = sh.K, Start = start, Count = samples.shape[0],
+                });
+                Log($"eval: partial (features, sums, rows {start}…{start + samples.shape[0] - 1} of {totalN}) → {partialPath} in {sw.Elapsed.TotalSeconds:F1}s");
+                reference.Dispose();
+                refData?.Dispose();
+                return 0;
+            }
+            result = Evaluation.Run(features, sampleFeatures, reference, options, raw);
+        }
         if (format == "json") Console.WriteLine(result.ToJson().ToJsonString());
         else Console.Write(result.ToText());
         Log($"eval: done in {sw.Elapsed.TotalSeconds:F1}s");

@@ -14,17 +14,18 @@ namespace Diffusion.Cli;
 public static class SampleCommand
 {
     private const string HelpHead = """
-        diffusion sample (--checkpoint RUN_DIR|FILE | --model gmm:SPEC.json) --out FILE.png|FILE.npy
+        diffusion sample (--checkpoint RUN_DIR|FILE | --model gmm:SPEC.json) --out FILE.png|FILE.npy|PART.npz
                          [--sampler NAME] [--steps N] [--clip | --no-clip] [sampler options]
                          [--eps-scale-b B] [--eps-scale-k K]
                          [--n COUNT] [--seed S] [--init-noise NOISE.npy] [--dtype float32|float64]
                          [--batch-size B] [--weights ema|model] [--precision float32|bf16-mixed]
-                         [--threads N] [--quiet]
+                         [--shard k/S] [--threads N] [--quiet]
 
         Draws samples from a trained checkpoint (EMA weights by default) or from the exact denoiser of a Gaussian
         mixture (gmm:SPEC.json, see README). FILE.npy holds the raw samples (N×D for vectors, N×C×H×W for images);
         FILE.png is an image grid, or a scatter plot for 2-D vectors. Every sampling setting not given follows the
-        checkpoint's sample config.
+        checkpoint's sample config. Sample i's x_T and every random draw of its chain come from a generator seeded by
+        (--seed, i) alone, so the samples do not depend on --batch-size or on how the run is split into shards.
 
 
         """;
@@ -39,6 +40,8 @@ public static class SampleCommand
           --batch-size B     samples per forward pass (default 256)
           --weights          ema (default) or model (the raw training weights)
           --precision        float32 or bf16-mixed network arithmetic (default: the checkpoint's train.precision)
+          --shard k/S        draw only shard k (0 … S−1) of S: the contiguous indices ⌊k·N/S⌋ … ⌊(k+1)·N/S⌋ − 1 of the
+                             --n samples, written with a manifest to --out PART.npz; join the parts with diffusion merge
         """;
 
     /// <summary>The help text: the sampler list and every sampler option come from the registry.</summary>
@@ -66,7 +69,7 @@ public static class SampleCommand
     }
 
     private static readonly string[] CommonValues = ["checkpoint", "model", "out", "sampler", "steps", "n", "seed", "init-noise", "dtype", "batch-size", "weights", "precision", "threads",
-                                                     "eps-scale-b", "eps-scale-k"];
+                                                     "eps-scale-b", "eps-scale-k", "shard"];
 
     public static int Run(string[] argv)
     {
@@ -74,9 +77,12 @@ public static class SampleCommand
         var switches = options.Where(o => o.Option.IsSwitch).SelectMany(o => new[] { o.Option.Key, "no-" + o.Option.Key }).Concat(["clip", "no-clip", "quiet"]).ToArray();
         var a = new Args("sample", argv, CommonValues.Concat(options.Where(o => !o.Option.IsSwitch).Select(o => o.Option.Key)).ToArray(), switches);
         a.NoPositionals();
-        string outPath = a.Require("out", "FILE.png|FILE.npy");
+        string outPath = a.Require("out", "FILE.png|FILE.npy|PART.npz");
         string ext = Path.GetExtension(outPath).ToLowerInvariant();
-        if (ext != ".png" && ext != ".npy") throw new UsageError($"diffusion sample: --out {outPath}: expected a .png or .npy file");
+        if (ext != ".png" && ext != ".npy" && ext != ".npz") throw new UsageError($"diffusion sample: --out {outPath}: expected a .png or .npy file (or a part .npz)");
+        Shard? shard = a.Get("shard") is string shardText ? ParseShard(shardText) : null;
+        if (shard is not null && ext != ".npz")
+            throw new UsageError($"diffusion sample: --out {outPath}: --shard writes a part file; expected PART.npz (join the parts with diffusion merge)");
         if (a.Has("checkpoint") == a.Has("model")) throw new UsageError("diffusion sample: give exactly one of --checkpoint RUN_DIR|FILE and --model gmm:SPEC.json");
         foreach (var sw0 in switches.Where(n => n.StartsWith("no-", StringComparison.Ordinal)))
             if (a.Switch(sw0) && a.Switch(sw0[3..])) throw new UsageError($"diffusion sample: --{sw0[3..]} and --{sw0} contradict each other");
@@ -149,13 +155,17 @@ public static class SampleCommand
         catch (ConfigException e) { throw new UsageError("diffusion sample: " + e.Message.Replace("sample.", "--")); }
         catch (ArgumentException e) { throw new UsageError("diffusion sample: " + e.Message); }
         long seed = a.Long("seed") ?? 0;
-        using var denoiser = trained is not null ? trained.CreateDenoiser(seed, cfg) : DenoiserStack.Build(baseDenoiser, null, EpsilonScaling.From(cfg), schedule.T);
+        // Every draw of sample i (x_T, the chain's noise, SMD's η) comes from its own generator seeded by (seed, i).
+        using var noise = NoiseSource.PerSample(seed);
+        using var denoiser = trained is not null ? trained.CreateDenoiser(noise, cfg) : DenoiserStack.Build(baseDenoiser, null, EpsilonScaling.From(cfg), schedule.T);
 
-        // x_T: from the file, or drawn with the seed.
-        using var gen = new Generator((ulong)seed);
+        // x_T: from the file, or drawn from each sample's generator.
         string? dtypeArg = a.Get("dtype");
         if (dtypeArg is not null && dtypeArg != "float32" && dtypeArg != "float64") throw new UsageError($"diffusion sample: --dtype {dtypeArg}: expected float32 or float64");
-        Tensor xT;
+        Tensor? xT = null;
+        long total;
+        ScalarType dtype = dtypeArg == "float64" ? ScalarType.Float64 : ScalarType.Float32;
+        string? initNoiseSha = null;
         if (a.Get("init-noise") is string noisePath)
         {
             if (a.Has("n")) throw new UsageError("diffusion sample: --n and --init-noise both set the sample count; give one");
@@ -165,23 +175,54 @@ public static class SampleCommand
             if (raw.shape[0] == 0) throw new UserError($"--init-noise {noisePath}: holds no rows; expected at least one");
             if (raw.dtype != ScalarType.Float32 && raw.dtype != ScalarType.Float64)
                 throw new UserError($"--init-noise {noisePath}: expected float32 or float64 values, got {raw.dtype}");
-            xT = raw.to_type(dtypeArg switch { "float64" => ScalarType.Float64, "float32" => ScalarType.Float32, _ => raw.dtype });
+            dtype = dtypeArg switch { "float64" => ScalarType.Float64, "float32" => ScalarType.Float32, _ => raw.dtype };
+            xT = raw.to_type(dtype);
+            total = raw.shape[0];
+            initNoiseSha = SampleParts.FileSha256(noisePath);
         }
-        else
-        {
-            int n = a.Int("n", 1) ?? 64;
-            xT = randn(new long[] { n }.Concat(exampleShape).ToArray(), dtype: dtypeArg == "float64" ? ScalarType.Float64 : ScalarType.Float32, generator: gen);
-        }
+        else total = a.Int("n", 1) ?? 64;
 
+        var (start, count) = (shard ?? Shard.All).Range(total);
+        var indices = Enumerable.Range(0, (int)count).Select(i => start + i).ToArray();
+        using var initRows = xT?.narrow(0, start, count);
         var bar = new ProgressBar("sample", !quiet);
         var sw = Stopwatch.StartNew();
-        long total = xT.shape[0];
-        using var samples = SampleRun.Draw(s, denoiser, xT, gen, a.Int("batch-size", 1) ?? 256, (d, t) => bar.Report(d, t));
+        using var samples = SampleRun.DrawIndexed(s, denoiser, noise, indices, exampleShape, dtype, a.Int("batch-size", 1) ?? 256, initRows,
+                                                  (d, t) => bar.Report(d, t));
         bar.Finish();
-        xT.Dispose();
-        SampleOutput.Save(outPath, samples, reference, $"{total} samples, {cfg.Sampler} {s.Evaluations} steps");
+        xT?.Dispose();
+        if (ext == ".npz")
+        {
+            var manifest = new PartManifest
+            {
+                Source = trained is not null ? $"checkpoint {trained.Path}" : a.Get("model")!,
+                Fingerprint = SampleParts.FileSha256(trained is not null ? trained.Path : a.Get("model")![4..]),
+                Weights = trained is not null ? a.Get("weights") ?? "ema" : "exact",
+                Sampler = System.Text.Json.JsonSerializer.SerializeToNode(cfg, ConfigLoader.JsonOptions)!.AsObject(),
+                Description = Samplers.Describe(cfg),
+                Seed = seed,
+                Dtype = dtype == ScalarType.Float64 ? "float64" : "float32",
+                Precision = trained is not null ? Precisions.Name(trained.Network.Precision) : "float32",
+                ExampleShape = exampleShape,
+                InitNoise = initNoiseSha,
+                N = total,
+                Shards = (shard ?? Shard.All).S,
+                Shard = (shard ?? Shard.All).K,
+                Start = start,
+                Count = count,
+            };
+            SampleParts.Write(outPath, samples, manifest);
+        }
+        else SampleOutput.Save(outPath, samples, reference, $"{total} samples, {cfg.Sampler} {s.Evaluations} steps");
         string evals = exact is not null ? $", {exact.Evaluations} denoiser evaluations" : "";
-        Console.Error.WriteLine($"sample: {total} samples with {Samplers.Describe(cfg)} in {sw.Elapsed.TotalSeconds:F1}s{evals} → {outPath}");
+        string which = shard is null ? $"{total} samples" : $"shard {shard}: samples {start}…{start + count - 1} of {total}";
+        Console.Error.WriteLine($"sample: {which} with {Samplers.Describe(cfg)} in {sw.Elapsed.TotalSeconds:F1}s{evals} → {outPath}");
         return 0;
+    }
+
+    private static Shard ParseShard(string text)
+    {
+        try { return Shard.Parse(text); }
+        catch (UserError e) { throw new UsageError("diffusion sample: " + e.Message); }
     }
 }

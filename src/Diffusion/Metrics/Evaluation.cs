@@ -83,9 +83,11 @@ public static class Evaluation
     /// <summary>
     /// Computes the requested scores of <paramref name="sampleFeatures"/> ([N, F]) against the reference.
     /// Mixture scores are added when the reference knows its mixture and <paramref name="rawSamples"/>
-    /// (the samples themselves) have its dimension.
+    /// (the samples themselves) have its dimension. <paramref name="sampleStatistics"/>, when given (merged partial
+    /// evaluations), is the samples' mean and covariance for FID instead of one computed from the rows.
     /// </summary>
-    public static EvalResult Run(string features, Tensor sampleFeatures, ReferenceSet reference, EvalOptions options, Tensor? rawSamples = null)
+    public static EvalResult Run(string features, Tensor sampleFeatures, ReferenceSet reference, EvalOptions options, Tensor? rawSamples = null,
+                                 FeatureStatistics? sampleStatistics = null)
     {
         var kinds = options.Metrics.Select(MetricRegistry.Get).ToList();
         if (sampleFeatures.shape[1] != reference.Statistics.Dim)
@@ -94,7 +96,7 @@ public static class Evaluation
         if (reference.Rows is null && kinds.FirstOrDefault(k => k.NeedsReferenceRows) is { } needs)
             throw new UserError($"{reference.Source}: holds only mu and sigma; {string.Join(", ", kinds.Where(k => k.NeedsReferenceRows).Select(k => k.Name))} need the reference's features (save them with diffusion eval --save-reference) — or use --metrics fid");
         using var gen = new Generator((ulong)options.Seed);
-        var input = new MetricInput(sampleFeatures, reference, options, gen, features);
+        var input = new MetricInput(sampleFeatures, reference, options, gen, features) { SampleStatistics = sampleStatistics };
         foreach (var kind in MetricRegistry.All.Where(kinds.Contains)) result.Scores.Add(kind.Compute(input));
         if (reference.Mixture is { } mix && rawSamples is not null && rawSamples.dim() == 2 && rawSamples.shape[1] == mix.Dim)
             result.Mixture = MixtureMetrics.Score(mix, rawSamples);

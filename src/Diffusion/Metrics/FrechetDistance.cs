@@ -59,8 +59,8 @@ public static class FrechetDistance
     /// <summary>The registry entry <c>fid</c> (<see cref="MetricRegistry"/>).</summary>
     public static readonly MetricKind Kind = new("fid", "Fréchet distance between Gaussians fitted to the features", false, i =>
     {
-        using var s = FeatureStatistics.FromFeatures(i.SampleFeatures);
-        double f = Compute(s, i.Reference.Statistics);
+        using var own = i.SampleStatistics is null ? FeatureStatistics.FromFeatures(i.SampleFeatures) : null;
+        double f = Compute(i.SampleStatistics ?? own!, i.Reference.Statistics);
         return new MetricScore("fid", new() { ["fid"] = f },
             [string.Create(System.Globalization.CultureInfo.InvariantCulture, $"fid        {f,12:G6}   [{i.Features}, n={i.SampleFeatures.shape[0]} vs {i.Reference.Count}]")]);
     });

@@ -4,7 +4,11 @@ using static TorchSharp.torch;
 namespace Diffusion.Metrics;
 
 /// <summary>What a metric is computed from: the samples' features [N, F], the reference, the options and a seeded generator.</summary>
-public sealed record MetricInput(Tensor SampleFeatures, ReferenceSet Reference, EvalOptions Options, Generator Gen, string Features);
+public sealed record MetricInput(Tensor SampleFeatures, ReferenceSet Reference, EvalOptions Options, Generator Gen, string Features)
+{
+    /// <summary>The samples' statistics when they are known already (merged partial evaluations); else computed from the rows.</summary>
+    public FeatureStatistics? SampleStatistics { get; init; }
+}
 
 /// <summary>One metric's result: its entries of the flat JSON object and its lines of text (each naming the features and counts).</summary>
 public sealed record MetricScore(string Metric, JsonObject Json, IReadOnlyList<string> Text);

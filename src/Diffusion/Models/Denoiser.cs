@@ -118,11 +118,18 @@ public abstract class DenoiserNetwork(string name) : nn.Module<Tensor, Tensor, T
 /// <summary>
 /// Adapts a float32 network to <see cref="IDenoiser"/>: casts x and the step's time in, the output back to x's dtype.
 /// For a network that <see cref="DenoiserNetwork.TakesNoise"/> (SMD), η ~ N(0, I) of x's shape is drawn from
-/// <paramref name="noise"/> at every call: one η per example in training, a fresh η at every sampler step.
-/// A generator given with <paramref name="ownsNoise"/> is disposed with the denoiser.
+/// <paramref name="noise"/> at every call: one η per example in training, a fresh η at every sampler step (from each
+/// sample's own generator when the source is per sample). A source given with <paramref name="ownsNoise"/> is disposed with the denoiser.
+/// With <paramref name="fixedRows"/> &gt; 0 the network is always called on exactly that many rows (the batch is cut into
+/// blocks, the last padded with zeros): a row's output is then the same whatever the batch it came in, which float32
+/// matrix products do not promise on their own (libtorch's CPU GEMM takes other paths for small row counts, e.g. one row).
 /// </summary>
-public sealed class NetworkDenoiser(DenoiserNetwork network, Prediction prediction, Generator? noise = null, bool ownsNoise = false) : IDenoiser
+public sealed class NetworkDenoiser(DenoiserNetwork network, Prediction prediction, Sampling.NoiseSource? noise = null, bool ownsNoise = false,
+                                    int fixedRows = 0) : IDenoiser
 {
+    /// <summary>The block size split-invariant sampling calls the network with (a multiple of the 16 float32 lanes of AVX-512).</summary>
+    public const int InvariantBlock = 16;
+
     public DenoiserNetwork Network { get; } = network;
     public Prediction Prediction { get; } = prediction;
 
@@ -138,10 +145,43 @@ public sealed class NetworkDenoiser(DenoiserNetwork network, Prediction predicti
     {
         using var mixed = Autocast.Enter(Network.Precision);
         using var tf = t.to_type(ScalarType.Float32);
-        if (!Network.TakesNoise) return Network.call(x, tf);
+        if (!Network.TakesNoise) return fixedRows > 0 ? Blocked(x, tf, null) : Network.call(x, tf);
         if (noise is null) throw new InvalidOperationException($"{Network.GetType().Name} needs a generator for its noise input η; build the denoiser with DenoiserStack");
-        using var eta = randn(x.shape, dtype: x.dtype, device: x.device, generator: noise);
-        return Network.ForwardWithNoise(x, tf, eta);
+        using var eta = noise.Randn(x.shape, x.dtype, x.device);
+        return fixedRows > 0 ? Blocked(x, tf, eta) : Network.ForwardWithNoise(x, tf, eta);
+    }
+
+    /// <summary>The network over blocks of exactly <c>fixedRows</c> rows (x, t [B] and η cut alike; the last block zero-padded).</summary>
+    private Tensor Blocked(Tensor x, Tensor t, Tensor? eta)
+    {
+        long n = x.shape[0];
+        var outs = new List<Tensor>();
+        try
+        {
+            for (long start = 0; start < n; start += fixedRows)
+            {
+                using var scope = NewDisposeScope();
+                long count = Math.Min(fixedRows, n - start);
+                Tensor Cut(Tensor v) => Pad(v.narrow(0, start, count), fixedRows - count);
+                var tb = t.dim() == 0 ? t.alias() : Cut(t);
+                var y = eta is null ? Network.call(Cut(x), tb) : Network.ForwardWithNoise(Cut(x), tb, Cut(eta));
+                outs.Add(y.narrow(0, 0, count).MoveToOuterDisposeScope());
+            }
+            return outs.Count == 1 ? outs[0].alias() : cat(outs, 0);
+        }
+        finally
+        {
+            foreach (var o in outs) o.Dispose();
+        }
+    }
+
+    private static Tensor Pad(Tensor v, long rows)
+    {
+        if (rows == 0) return v;
+        var shape = v.shape.ToArray();
+        shape[0] = rows;
+        using var z = zeros(shape, dtype: v.dtype, device: v.device);
+        return cat([v, z], 0);
     }
 
     public void Dispose()

@@ -36,7 +36,7 @@ public sealed class DdimSampler : ISampler
     public NoiseSchedule Schedule => s;
     public int Evaluations => s.T;
 
-    public Tensor Sample(IDenoiser model, Tensor xT, Generator? gen, SamplerProgress? progress = null)
+    public Tensor Sample(IDenoiser model, Tensor xT, NoiseSource? gen, SamplerProgress? progress = null)
     {
         var x = xT.clone();
         for (int i = s.T - 1; i >= 0; i--)
@@ -52,7 +52,7 @@ public sealed class DdimSampler : ISampler
             }
             double sigma = eta * Math.Sqrt((1 - abPrev) / (1 - ab)) * Math.Sqrt(1 - ab / abPrev);
             var next = x0 * Math.Sqrt(abPrev) + eps * Math.Sqrt(Math.Max(0.0, 1 - abPrev - sigma * sigma));
-            if (sigma > 0) next = next + randn(x.shape, dtype: x.dtype, device: x.device, generator: gen) * sigma;
+            if (sigma > 0) next = next + NoiseSource.RandnLike(gen, x) * sigma;
             x.Dispose();
             x = next.MoveToOuterDisposeScope();
             progress?.Invoke(s.T - i, s.T);

@@ -33,7 +33,7 @@ public sealed class DdpmSampler : ISampler
     public NoiseSchedule Schedule => s;
     public int Evaluations => s.T;
 
-    public Tensor Sample(IDenoiser model, Tensor xT, Generator? gen, SamplerProgress? progress = null)
+    public Tensor Sample(IDenoiser model, Tensor xT, NoiseSource? gen, SamplerProgress? progress = null)
     {
         var x = xT.clone();
         for (int i = s.T - 1; i >= 0; i--)

@@ -29,9 +29,10 @@ public static class DenoiserStack
     /// (disposed with the stack when <paramref name="ownsNoise"/>), time sharing when the run was trained with it,
     /// epsilon scaling when <paramref name="sampling"/> asks for it.
     /// </summary>
-    public static IDenoiser ForNetwork(RunConfig cfg, DenoiserNetwork network, Generator? noise, bool ownsNoise, SampleConfig? sampling = null)
+    public static IDenoiser ForNetwork(RunConfig cfg, DenoiserNetwork network, NoiseSource? noise, bool ownsNoise, SampleConfig? sampling = null,
+                                       int fixedRows = 0)
     {
-        var core = new NetworkDenoiser(network, Parameterization.Parse(cfg.Model.Prediction), noise, ownsNoise);
+        var core = new NetworkDenoiser(network, Parameterization.Parse(cfg.Model.Prediction), noise, ownsNoise, fixedRows);
         return Build(core, TimeSharing.From(cfg), sampling is null ? null : EpsilonScaling.From(sampling), cfg.Schedule.Length);
     }
 
@@ -40,5 +41,14 @@ public static class DenoiserStack
     /// its own seeded by <paramref name="seed"/> (so a deterministic sampler is deterministic given it).
     /// </summary>
     public static IDenoiser ForSampling(RunConfig cfg, DenoiserNetwork network, long seed, SampleConfig? sampling = null) =>
-        ForNetwork(cfg, network, network.TakesNoise ? new Generator((ulong)unchecked(seed * 7919 + 17)) : null, ownsNoise: true, sampling);
+        ForNetwork(cfg, network, network.TakesNoise ? NoiseSource.Owning(new Generator((ulong)unchecked(seed * 7919 + 17))) : null, ownsNoise: true, sampling);
+
+    /// <summary>
+    /// The denoiser for split-invariant sampling (<see cref="SampleRun.DrawIndexed"/>): SMD's η from
+    /// <paramref name="perSample"/>, the run's per-sample source (not owned), so each sample's η follows its own seed, and
+    /// the network called on blocks of <see cref="NetworkDenoiser.InvariantBlock"/> rows, so a sample's values do not
+    /// depend on the batch it is drawn in.
+    /// </summary>
+    public static IDenoiser ForSampling(RunConfig cfg, DenoiserNetwork network, NoiseSource perSample, SampleConfig? sampling = null) =>
+        ForNetwork(cfg, network, perSample, ownsNoise: false, sampling, NetworkDenoiser.InvariantBlock);
 }

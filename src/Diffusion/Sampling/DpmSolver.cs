@@ -204,7 +204,7 @@ public sealed class DpmSolver : ISampler
         return r;
     }
 
-    public Tensor Sample(IDenoiser model, Tensor xT, Generator? gen, SamplerProgress? progress = null)
+    public Tensor Sample(IDenoiser model, Tensor xT, NoiseSource? gen, SamplerProgress? progress = null)
     {
         int done = 0;
         Tensor Eval(Tensor x, double t)

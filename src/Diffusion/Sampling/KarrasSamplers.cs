@@ -53,7 +53,7 @@ public sealed class KarrasSamplers : ISampler
         Sigmas = SigmaView.Karras(steps, view.SigmaMin, view.SigmaMax, rho);
     }
 
-    public Tensor Sample(IDenoiser model, Tensor xT, Generator? gen, SamplerProgress? progress = null)
+    public Tensor Sample(IDenoiser model, Tensor xT, NoiseSource? gen, SamplerProgress? progress = null)
     {
         int done = 0;
         // d = (x − denoised)/σ with denoised = x − σ·ε̂(x/√(σ² + 1), t(σ)).

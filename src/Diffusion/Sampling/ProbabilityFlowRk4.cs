@@ -16,7 +16,7 @@ public sealed class ProbabilityFlowRk4(NoiseSchedule schedule, int steps) : ISam
     public ContinuousVp Vp { get; } = ContinuousVp.ForSolver(schedule);
     public int Evaluations => 4 * steps;
 
-    public Tensor Sample(IDenoiser model, Tensor xT, Generator? gen, SamplerProgress? progress = null)
+    public Tensor Sample(IDenoiser model, Tensor xT, NoiseSource? gen, SamplerProgress? progress = null)
     {
         if (steps < 1) throw new UserError($"--steps must be at least 1, got {steps}");
         double l0 = Vp.Lambda(Vp.TMax), l1 = Vp.Lambda(Vp.TMin), h = (l1 - l0) / steps;

@@ -45,7 +45,7 @@ public static class SampleRun
     /// Runs <paramref name="sampler"/> over x_T in batches of <paramref name="batch"/> rows without gradients and
     /// concatenates the results; <paramref name="progress"/> counts evaluations over all batches.
     /// </summary>
-    public static Tensor Draw(ISampler sampler, IDenoiser denoiser, Tensor xT, Generator? gen, int batch, SamplerProgress? progress = null)
+    public static Tensor Draw(ISampler sampler, IDenoiser denoiser, Tensor xT, NoiseSource? gen, int batch, SamplerProgress? progress = null)
     {
         long total = xT.shape[0];
         int chunks = (int)((total + batch - 1) / batch);
@@ -62,6 +62,46 @@ public static class SampleRun
                 }
             }
             return cat(parts, 0);
+        }
+        finally
+        {
+            foreach (var p in parts) p.Dispose();
+        }
+    }
+
+    /// <summary>
+    /// Split-invariant drawing: samples <paramref name="indices"/> of a run whose randomness is <paramref name="noise"/>
+    /// (per sample: <see cref="NoiseSource.PerSample"/>; the same source the denoiser draws SMD's η from). Row r of the
+    /// result is sample indices[r]: its x_T is the first draw of its own generator (or row r of <paramref name="initNoise"/>
+    /// when given) and every later draw of its chain comes from that generator too, so the rows do not depend on the
+    /// batch size, on which other indices are drawn, or on the process. <paramref name="dtype"/> is x_T's (float32 or
+    /// float64; ignored with <paramref name="initNoise"/>, which keeps its own).
+    /// </summary>
+    public static Tensor DrawIndexed(ISampler sampler, IDenoiser denoiser, NoiseSource noise, IReadOnlyList<long> indices, long[] exampleShape,
+                                     ScalarType dtype, int batch, Tensor? initNoise = null, SamplerProgress? progress = null)
+    {
+        if (!noise.IsPerSample) throw new ArgumentException("DrawIndexed needs a per-sample noise source", nameof(noise));
+        if (batch < 1) throw new ArgumentOutOfRangeException(nameof(batch), $"batch must be at least 1, got {batch}");
+        if (initNoise is not null && initNoise.shape[0] != indices.Count)
+            throw new ArgumentException($"initNoise has {initNoise.shape[0]} rows for {indices.Count} indices", nameof(initNoise));
+        int total = indices.Count;
+        int chunks = (total + batch - 1) / batch;
+        var parts = new List<Tensor>();
+        try
+        {
+            using (no_grad())
+            {
+                for (int c = 0; c < chunks; c++)
+                {
+                    int start = c * batch, count = Math.Min(batch, total - start);
+                    noise.Use(indices.Skip(start).Take(count).ToArray());
+                    using var xT = initNoise is not null ? initNoise.narrow(0, start, count)
+                                                         : noise.Randn(new long[] { count }.Concat(exampleShape).ToArray(), dtype, CPU);
+                    int cc = c;
+                    parts.Add(sampler.Sample(denoiser, xT, noise, progress is null ? null : (d, t) => progress(cc * t + d, chunks * t)));
+                }
+            }
+            return parts.Count == 0 ? zeros(new long[] { 0 }.Concat(exampleShape).ToArray(), dtype: dtype) : cat(parts, 0);
         }
         finally
         {

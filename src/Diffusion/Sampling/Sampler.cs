@@ -19,7 +19,7 @@ public interface ISampler
     /// samples. Stochastic samplers draw their noise from <paramref name="gen"/>; deterministic ones
     /// draw nothing.
     /// </summary>
-    Tensor Sample(IDenoiser model, Tensor xT, Generator? gen, SamplerProgress? progress = null);
+    Tensor Sample(IDenoiser model, Tensor xT, NoiseSource? gen, SamplerProgress? progress = null);
 }
 
 /// <summary>

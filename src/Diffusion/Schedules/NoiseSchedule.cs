@@ -162,12 +162,12 @@ public sealed class NoiseSchedule
     /// c₀·x̂0 + c_t·x_i, plus √variance·z when i &gt; 0 (variance β̃_i, or β_i when <paramref name="fixedLarge"/>);
     /// z is drawn from <paramref name="gen"/> only when it is used. Shared by the DDPM sampler and the consistency chain.
     /// </summary>
-    public Tensor AncestralStep(int i, Tensor x, Tensor x0, Generator? gen, bool fixedLarge = false)
+    public Tensor AncestralStep(int i, Tensor x, Tensor x0, Sampling.NoiseSource? gen, bool fixedLarge = false)
     {
         var mean = x0 * PosteriorMeanCoefX0[i] + x * PosteriorMeanCoefXt[i];
         if (i == 0) return mean;
         double variance = fixedLarge ? Betas[i] : PosteriorVariance[i];
-        var z = randn(x.shape, dtype: x.dtype, device: x.device, generator: gen);
+        var z = Sampling.NoiseSource.RandnLike(gen, x);
         return mean + z * Math.Sqrt(variance);
     }
 

@@ -23,6 +23,9 @@ public sealed class TrainedModel : IDisposable
     /// </summary>
     public IDenoiser CreateDenoiser(long seed, SampleConfig? sampling = null) => Sampling.DenoiserStack.ForSampling(Config, Network, seed, sampling);
 
+    /// <summary>As <see cref="CreateDenoiser(long, SampleConfig?)"/>, with SMD's η from a run's per-sample noise source (not owned).</summary>
+    public IDenoiser CreateDenoiser(Sampling.NoiseSource perSample, SampleConfig? sampling = null) => Sampling.DenoiserStack.ForSampling(Config, Network, perSample, sampling);
+
     /// <summary>
     /// Loads a run folder or checkpoint file with its EMA weights (<paramref name="weights"/> = "ema",
     /// the default) or the raw training weights ("model"). The schedule is rebuilt from the saved

@@ -42,6 +42,8 @@ public sealed class ClassifierFeatures : IFeatureExtractor
 
     public ClassifierInfo Info { get; }
     public string Name => $"classifier:{Info.Dataset}";
+    private string? identity;
+    public string Identity => identity ??= ExtractorIdentity.Of(Name, net);
     public SmallCnn Network => net;
 
     private ClassifierFeatures(SmallCnn network, ClassifierInfo info)

@@ -12,8 +12,29 @@ public interface IFeatureExtractor : IDisposable
     /// <summary>"inception-fid", "classifier:fashion-mnist", "raw", …</summary>
     string Name { get; }
 
+    /// <summary>
+    /// What partial evaluations compare before they are merged: the name, and for extractors with weights the SHA-256 of
+    /// their parameters (two classifiers trained on other data share a name, not an identity).
+    /// </summary>
+    string Identity => Name;
+
     /// <summary>Features of the rows of <paramref name="x"/> as float32 [N, F]; <paramref name="progress"/> gets (done, total) rows.</summary>
     Tensor Extract(Tensor x, Action<long, long>? progress = null);
+}
+
+/// <summary>The identity of an extractor with weights: "NAME sha256:HEX" over its state dict (names, shapes, values).</summary>
+internal static class ExtractorIdentity
+{
+    public static string Of(string name, TorchSharp.torch.nn.Module module)
+    {
+        using var h = System.Security.Cryptography.IncrementalHash.CreateHash(System.Security.Cryptography.HashAlgorithmName.SHA256);
+        foreach (var (key, t) in module.state_dict().OrderBy(kv => kv.Key, StringComparer.Ordinal))
+        {
+            h.AppendData(System.Text.Encoding.UTF8.GetBytes(key + "\n"));
+            EvalPartials.Append(h, t);
+        }
+        return $"{name} sha256:{Convert.ToHexStringLower(h.GetHashAndReset())}";
+    }
 }
 
 /// <summary>Runs a per-batch feature function over a large tensor without gradients, one dispose scope per batch.</summary>

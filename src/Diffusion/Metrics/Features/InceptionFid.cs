@@ -37,6 +37,8 @@ public sealed class InceptionFid : IFeatureExtractor
     }
 
     public string Name => "inception-fid";
+    private string? identity;
+    public string Identity => identity ??= ExtractorIdentity.Of(Name, net);
     public InceptionFidNetwork Network => net;
 
     /// <summary>
