@@ -7,6 +7,8 @@ using Diffusion.Models;
 using static TorchSharp.torch;
 
 int reps = args.Length > 0 ? int.Parse(args[0]) : 10;
+// As the CLI does (DIFFUSION_MALLOC_TUNING=0 to see the untuned allocator's page faults).
+bool tuned = Diffusion.Util.NativeAllocator.Tune();
 set_num_threads(1);
 var proc = System.Diagnostics.Process.GetCurrentProcess();
 double Cpu() { proc.Refresh(); return proc.TotalProcessorTime.TotalMilliseconds; }
@@ -26,7 +28,7 @@ double[] Interleaved(int n, Action<int> run)
     return best;
 }
 
-Console.WriteLine($"one thread, CPU ms per call, min over {reps} interleaved repetitions");
+Console.WriteLine($"one thread, CPU ms per call, min over {reps} interleaved repetitions; allocator tuned: {tuned}");
 string[] convModes = ["float32", "float32 CL", "bf16", "bf16 CL"];
 Console.WriteLine($"\n3×3 convolution, batch 64, forward + backward (input already in the mode's dtype and layout):");
 Console.WriteLine($"{"layer",-18}" + string.Join("", convModes.Select(m => $"{m,14}")));
