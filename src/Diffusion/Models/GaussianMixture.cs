@@ -39,13 +39,21 @@ public sealed class GaussianMixture
     /// <summary>Draws n points (float64, [n, D]) with the generator.</summary>
     public Tensor Sample(int n, Generator? gen)
     {
+        var (x, k) = SampleWithComponents(n, gen);
+        k.Dispose();
+        return x;
+    }
+
+    /// <summary>Draws n points (float64, [n, D]) and the component each came from (int64, [n]); the points are those of <see cref="Sample"/>.</summary>
+    public (Tensor X, Tensor Components) SampleWithComponents(int n, Generator? gen)
+    {
         using var scope = NewDisposeScope();
         using var w = tensor(Weights, dtype: ScalarType.Float64);
         var k = multinomial(w, n, replacement: true, generator: gen);
         var mu = tensor(Means.SelectMany(m => m).ToArray(), dtype: ScalarType.Float64).reshape(Components, Dim).index_select(0, k);
         var s = tensor(Stds, dtype: ScalarType.Float64).index_select(0, k).unsqueeze(1);
         var x = mu + s * randn([n, Dim], dtype: ScalarType.Float64, generator: gen);
-        return x.MoveToOuterDisposeScope();
+        return (x.MoveToOuterDisposeScope(), k.MoveToOuterDisposeScope());
     }
 
     /// <summary>
