@@ -16,14 +16,15 @@ public static class SampleCommand
     private const string HelpHead = """
         diffusion sample (--checkpoint RUN_DIR|FILE | --model gmm:SPEC.json) --out FILE.png|FILE.npy
                          [--sampler NAME] [--steps N] [--clip | --no-clip] [sampler options]
-                         [--eps-scale-b B] [--eps-scale-k K]
+                         [--eps-scale-b B] [--eps-scale-k K] [--class K|NAME|all|random|none] [--guidance W]
                          [--n COUNT] [--seed S] [--init-noise NOISE.npy] [--dtype float32|float64]
                          [--batch-size B] [--weights ema|model] [--threads N] [--quiet]
 
         Draws samples from a trained checkpoint (EMA weights by default) or from the exact denoiser of a Gaussian
         mixture (gmm:SPEC.json, see README). FILE.npy holds the raw samples (N×D for vectors, N×C×H×W for images);
         FILE.png is an image grid, or a scatter plot for 2-D vectors. Every sampling setting not given follows the
-        checkpoint's sample config.
+        checkpoint's sample config. Samples of a class-conditional model saved as FILE.npy get their classes beside
+        them in FILE.labels.npy (1-D int64, one per row), which diffusion eval --labels reads.
 
 
         """;
@@ -31,6 +32,12 @@ public static class SampleCommand
     private const string HelpTail = """
           --eps-scale-b B    epsilon scaling (any sampler): the network's ε̂ is divided by k·t + b, t its time
           --eps-scale-k K    input 0 … T−1 (default b = 1, k = 0: off; the Epsilon Scaling authors use k = 0, b ≈ 1.004–1.017)
+          --class C          class-conditional models (model.num-classes > 0; for gmm:SPEC.json one class per
+                             component): a class number 0 … K−1 or name, all (n/K of each class in turn; a .png grid
+                             gets one row per class), random (uniform, default) or none (the null class: unconditional)
+          --guidance W       classifier-free guidance weight w ≥ 0 (default 0): ε̂ = (1 + w)·ε̂(x, c) − w·ε̂(x, ∅)
+                             (Ho & Salimans' convention; w = 0 is the conditional model unguided; diffusers'
+                             guidance_scale s = 1 + w); both passes in one batched forward pass, any sampler
           --n COUNT          number of samples (default 64; the rows of --init-noise when given)
           --seed S           seed of x_T and of the sampler's noise (default 0)
           --init-noise FILE  x_T as an .npy array (N×D, or N×C×H×W for images), float32 or float64
@@ -64,7 +71,7 @@ public static class SampleCommand
     }
 
     private static readonly string[] CommonValues = ["checkpoint", "model", "out", "sampler", "steps", "n", "seed", "init-noise", "dtype", "batch-size", "weights", "threads",
-                                                     "eps-scale-b", "eps-scale-k"];
+                                                     "eps-scale-b", "eps-scale-k", "class", "guidance"];
 
     public static int Run(string[] argv)
     {
@@ -120,7 +127,7 @@ public static class SampleCommand
             if (!m.StartsWith("gmm:", StringComparison.Ordinal)) throw new UsageError($"diffusion sample: --model {m}: expected gmm:SPEC.json");
             var (gmm, schedCfg) = GaussianMixture.Load(m[4..]);
             schedule = schedCfg.Build();
-            exact = new GaussianMixtureDenoiser(gmm, schedule);
+            exact = new GaussianMixtureDenoiser(gmm, schedule, conditional: a.Has("class"));
             baseDenoiser = exact;
             exampleShape = [gmm.Dim];
             isImage = false;
@@ -145,7 +152,17 @@ public static class SampleCommand
         catch (ConfigException e) { throw new UsageError("diffusion sample: " + e.Message.Replace("sample.", "--")); }
         catch (ArgumentException e) { throw new UsageError("diffusion sample: " + e.Message); }
         long seed = a.Long("seed") ?? 0;
+        int classes = trained?.Config.Model.NumClasses ?? exact?.Classes ?? 0;
+        string source = a.Get("checkpoint") ?? a.Get("model")!;
+        if (classes == 0 && a.Has("guidance"))
+            throw new UsageError($"diffusion sample: --guidance applies to a class-conditional model; {source} has model.num-classes = 0" + (exact is not null ? " (give --class to sample the mixture's components)" : ""));
+        if (classes == 0 && a.Has("class"))
+            throw new UsageError($"diffusion sample: --class applies to a class-conditional model; {source} has model.num-classes = 0");
+        double guidance = a.Double("guidance") ?? 0;
+        if (!(guidance >= 0) || double.IsInfinity(guidance)) throw new UsageError($"diffusion sample: --guidance {guidance}: expected a weight w ≥ 0 (0: conditional without guidance)");
         using var denoiser = trained is not null ? trained.CreateDenoiser(seed, cfg) : DenoiserStack.Build(baseDenoiser, null, EpsilonScaling.From(cfg), schedule.T);
+        // Not disposed itself: it would dispose the stack, which `using` above does.
+        var guided = classes > 0 ? new GuidedDenoiser(denoiser, guidance) : null;
 
         // x_T: from the file, or drawn with the seed.
         using var gen = new Generator((ulong)seed);
@@ -169,15 +186,25 @@ public static class SampleCommand
             xT = randn(new long[] { n }.Concat(exampleShape).ToArray(), dtype: dtypeArg == "float64" ? ScalarType.Float64 : ScalarType.Float32, generator: gen);
         }
 
+        long total = xT.shape[0];
+        string classArg = a.Get("class") ?? "random";
+        long[]? labelRows;
+        try { labelRows = guided is null ? null : SampleRun.ClassLabels(classArg, (int)total, classes, trained?.Config.Model.ClassNames, seed); }
+        catch (UserError e) { xT.Dispose(); throw new UsageError("diffusion sample: " + e.Message); }
+        using var labels = labelRows is null ? null : tensor(labelRows);
+
         var bar = new ProgressBar("sample", !quiet);
         var sw = Stopwatch.StartNew();
-        long total = xT.shape[0];
-        using var samples = SampleRun.Draw(s, denoiser, xT, gen, a.Int("batch-size", 1) ?? 256, (d, t) => bar.Report(d, t));
+        using var samples = SampleRun.Draw(s, (IDenoiser?)guided ?? denoiser, xT, gen, a.Int("batch-size", 1) ?? 256, (d, t) => bar.Report(d, t), labels);
         bar.Finish();
         xT.Dispose();
-        SampleOutput.Save(outPath, samples, reference, $"{total} samples, {cfg.Sampler} {s.Evaluations} steps");
+        int columns = labelRows is not null && classArg == "all" ? (int)(total / classes) : 0;
+        SampleOutput.Save(outPath, samples, reference, $"{total} samples, {cfg.Sampler} {s.Evaluations} steps", columns);
+        if (labelRows is not null && ext == ".npy") Npy.WriteLabels(SampleRun.LabelsPath(outPath), labelRows);
         string evals = exact is not null ? $", {exact.Evaluations} denoiser evaluations" : "";
-        Console.Error.WriteLine($"sample: {total} samples with {Samplers.Describe(cfg)} in {sw.Elapsed.TotalSeconds:F1}s{evals} → {outPath}");
+        string cond = labelRows is null ? "" : $", class {classArg}, guidance w = {guidance.ToString("G", System.Globalization.CultureInfo.InvariantCulture)}";
+        string labelsNote = labelRows is not null && ext == ".npy" ? $" (labels → {SampleRun.LabelsPath(outPath)})" : "";
+        Console.Error.WriteLine($"sample: {total} samples with {Samplers.Describe(cfg)}{cond} in {sw.Elapsed.TotalSeconds:F1}s{evals} → {outPath}{labelsNote}");
         return 0;
     }
 }
