@@ -1,3 +1,4 @@
+using Diffusion.Config;
 using Diffusion.Models;
 using Diffusion.Sampling;
 using Diffusion.Schedules;
@@ -139,6 +140,32 @@ public class GuidanceTests
     }
 
     [Fact]
+    public void Every_sampler_with_a_class_samples_that_component_alone()
+    {
+        // The conditional exact model asked for class k is, row by row, the exact model of the mixture of component k
+        // alone; so every sampler (through the guided wrapper, w = 0, and with epsilon scaling inside it) must give the
+        // samples it gives for that one-component mixture, from the same noise.
+        using var scope = NewDisposeScope();
+        var g = TestUtil.SmallMixture();
+        foreach (var kind in Samplers.All)
+        {
+            var cfg = new SampleConfig { Sampler = kind.Name, Steps = 12, EpsScaleB = 1.01 };
+            for (int k = 0; k < 3; k++)
+            {
+                var alone = new GaussianMixture([1.0], [g.Means[k]], [g.Stds[k]]);
+                var gen1 = new Generator(5);
+                var xT = randn([64, 2], dtype: ScalarType.Float64, generator: gen1);
+                var expected = Samplers.Create(cfg, Linear, false).Sample(DenoiserStack.Build(new GaussianMixtureDenoiser(alone, Linear), null, EpsilonScaling.From(cfg), 1000), xT, gen1);
+                var gen2 = new Generator(5);
+                var xT2 = randn([64, 2], dtype: ScalarType.Float64, generator: gen2);
+                var guided = new GuidedDenoiser(DenoiserStack.Build(new GaussianMixtureDenoiser(g, Linear, conditional: true), null, EpsilonScaling.From(cfg), 1000), 0);
+                var got = SampleRun.Draw(Samplers.Create(cfg, Linear, false), guided, xT2, gen2, 64, labels: full(64, (long)k, dtype: ScalarType.Int64));
+                Assert.True(got.allclose(expected, rtol: 0, atol: 1e-9), $"{kind.Name}, class {k}: max difference {(got - expected).abs().max().item<double>():G3}");
+            }
+        }
+    }
+
+    [Fact]
     public void Label_dropout_draws_the_null_class_at_rate_p()
     {
         using var scope = NewDisposeScope();
@@ -174,24 +201,32 @@ public class GuidanceTests
     public void The_objective_drops_labels_at_rate_p_and_the_consistency_chain_sees_the_same_labels()
     {
         using var scope = NewDisposeScope();
-        const int n = 20_000, k = 5;
+        const int k = 5;
         const double p = 0.2;
         var s = NoiseSchedule.Linear(100);
-        var objective = new DiffusionObjective([new DenoisingLoss(s, Prediction.Epsilon), new ConsistencyRegularizer(s, 3)], p, k);
+        // the rate: many examples through the denoising term
+        const int n = 20_000;
         var x0 = randn([n, 2], generator: new Generator(1));
         var labels = randint(0, k, [n], dtype: ScalarType.Int64, generator: new Generator(2));
         var rec = new Recorder(k);
-        var loss = objective.Loss(rec, x0, new Generator(5), null, labels);
+        var loss = new DiffusionObjective([new DenoisingLoss(s, Prediction.Epsilon)], p, k).Loss(rec, x0, new Generator(5), null, labels);
         Assert.True(double.IsFinite(loss.item<float>()));
         var given = labels.data<long>().ToArray();
-        var denoising = rec.Seen[0];
-        Assert.Equal(n, denoising.Length);
-        double rate = denoising.Count(l => l == k) / (double)n;
+        var seen = Assert.Single(rec.Seen);
+        Assert.Equal(n, seen.Length);
+        double rate = seen.Count(l => l == k) / (double)n;
         Assert.Equal(p, rate, 5 * Math.Sqrt(p * (1 - p) / n));
-        Assert.True(denoising.Zip(given).All(q => q.First == k || q.First == q.Second));
-        // every step of the chain on half A is told A's (dropped) labels
-        Assert.True(rec.Seen.Count >= 2);
-        foreach (var chain in rec.Seen.Skip(1)) Assert.Equal(denoising.Take(n / 2), chain);
+        Assert.True(seen.Zip(given).All(q => q.First == k || q.First == q.Second));
+
+        // the consistency chain: every step on half A is told A's labels, after the same dropout as the denoising term
+        const int m = 64;
+        var rec2 = new Recorder(k);
+        var both = new DiffusionObjective([new DenoisingLoss(s, Prediction.Epsilon), new ConsistencyRegularizer(s, 3)], p, k);
+        Assert.True(double.IsFinite(both.Loss(rec2, x0.narrow(0, 0, m), new Generator(6), null, labels.narrow(0, 0, m)).to_type(ScalarType.Float64).item<double>()));
+        Assert.True(rec2.Seen.Count >= 2);
+        var denoising = rec2.Seen[0];
+        Assert.Equal(m, denoising.Length);
+        foreach (var chain in rec2.Seen.Skip(1)) Assert.Equal(denoising.Take(m / 2), chain);
         // an unconditional objective refuses labels
         Assert.Throws<InvalidOperationException>(() => new DiffusionObjective(s, Prediction.Epsilon).Loss(rec, x0, new Generator(5), null, labels));
     }

@@ -20,6 +20,10 @@ namespace Diffusion.Sampling;
 /// weights (1 + w) and −w sum to 1, so it commutes with the combination. (It likewise commutes with epsilon scaling,
 /// which divides ε̂ by a per-row λ_t.) A row whose label is the null class gets the unconditional prediction.
 /// </para>
+/// <para>
+/// With soft mixture denoising the network draws its η for all 2N rows of the one pass, so the conditional and the
+/// unconditional prediction of a row see independent latents (as two separate calls would).
+/// </para>
 /// </summary>
 public sealed class GuidedDenoiser : IDenoiser
 {
