@@ -14,7 +14,7 @@ public static class EvalCommand
                        [--format text|json] [--save-reference STATS.npz] [--n N] [--reference-n N]
                        [--inception-weights FILE.pth|FILE.npz] [--classifier-cache DIR] [--data-dir DIR]
                        [--kid-subsets S] [--kid-subset-size M] [--k K] [--mmd-n N] [--seed S]
-                       [--batch-size B] [--threads N] [--quiet]
+                       [--batch-size B] [--threads N] [--labels] [--quiet]
                        [--shard k/S] [--save-partial PARTIAL.npz]
         diffusion eval --merge PARTIAL.npz... --reference DATA_SPEC|STATS.npz [--features …] [metric options]
 
@@ -45,6 +45,11 @@ public static class EvalCommand
           --k K              neighbours for precision/recall (default 3)
           --mmd-n N          rows of each set used for MMD² (default 2000)
           --seed S           seed of the random subsets (default 0)
+          --labels           samples of a class-conditional model: read the class each was asked for from
+                             FILE.labels.npy beside FILE.npy (diffusion sample writes it) and add per-class FID
+                             (against the reference examples of that class; the reference must be a labelled data
+                             spec) and, with classifier features, the classifier's accuracy on the samples (the
+                             fraction classified as the class asked for)
 
         More than one machine: --save-partial PARTIAL.npz writes, instead of scores, the features of the samples (all, or
         with --shard k/S the contiguous rows ⌊k·N/S⌋ … ⌊(k+1)·N/S⌋ − 1; a part file of sample --shard gives its own rows),
@@ -58,7 +63,7 @@ public static class EvalCommand
     private static readonly string[] ValueOptions = ["samples", "reference", "features", "metrics", "format", "save-reference", "n", "reference-n",
         "inception-weights", "classifier-cache", "data-dir", "kid-subsets", "kid-subset-size", "k", "mmd-n", "seed", "batch-size", "threads",
         "shard", "save-partial"];
-    private static readonly string[] SwitchOptions = ["quiet", "merge"];
+    private static readonly string[] SwitchOptions = ["quiet", "merge", "labels"];
 
     public static int Run(string[] argv)
     {
@@ -127,6 +132,15 @@ public static class EvalCommand
         if (saved?.Features is string sf && sf != features)
             throw new UserError($"--reference {referenceArg}: holds {sf} features, not {features}; compute a reference in {features} features from data");
 
+        bool labels = a.Switch("labels");
+        if (labels)
+        {
+            if (merge || shard is not null || partialPath is not null) throw new UsageError("diffusion eval: --labels scores a whole sample file; it does not combine with --shard, --save-partial or --merge");
+            if (!File.Exists(samplesPath) || !samplesPath.EndsWith(".npy", StringComparison.OrdinalIgnoreCase))
+                throw new UsageError($"diffusion eval: --labels reads FILE.labels.npy beside --samples FILE.npy; {samplesPath} is not an .npy file");
+            if (refData?.Labels is null)
+                throw new UserError($"--labels: the reference {referenceArg} has no labels; per-class FID needs a labelled data spec (e.g. fashion-mnist:test), not {(saved is not null ? "saved statistics" : "unlabelled data")}");
+        }
         // The samples: all of them, a shard's rows of them, or a part file of sample --shard (its own rows); none for --merge.
         long totalN = 0, start = 0;
         torch.Tensor LoadSamples()
@@ -148,6 +162,15 @@ public static class EvalCommand
             using (all) return all.narrow(0, s0, count).clone();
         }
         using var samples = LoadSamples();
+        long[]? sampleLabels = null;
+        if (labels)
+        {
+            string labelsPath = Sampling.SampleRun.LabelsPath(samplesPath);
+            if (!File.Exists(labelsPath)) throw new UserError($"--labels: {labelsPath} not found; diffusion sample writes it beside FILE.npy for a class-conditional model");
+            var all = Npy.ReadShape(samplesPath)[0];
+            using var l = Npy.ReadLabels(labelsPath, all);
+            sampleLabels = l.narrow(0, 0, samples.shape[0]).data<long>().ToArray();
+        }
         if (!merge && refShape is not null && features != "inception-fid" && !samples.shape.Skip(1).SequenceEqual(refShape))
             throw new UserError($"--samples {samplesPath}: examples of shape [{string.Join(", ", samples.shape.Skip(1))}], the reference has [{string.Join(", ", refShape)}]");
 
@@ -203,6 +226,22 @@ public static class EvalCommand
                 return 0;
             }
             result = Evaluation.Run(features, sampleFeatures, reference, options, raw);
+            if (sampleLabels is not null)
+            {
+                var refLabels = refData!.Labels!.data<long>().ToArray();
+                int classes = (int)Math.Max(refLabels.Max() + 1, refData.ClassCount);
+                var names = refData.ClassNames;
+                long[]? predicted = null;
+                if (extractor is ClassifierFeatures clf)
+                {
+                    int clfClasses = clf.Network.Classes;
+                    if (sampleLabels.Any(l => l < 0 || (l >= clfClasses && l != classes)))
+                        throw new UserError($"--labels: {Sampling.SampleRun.LabelsPath(samplesPath)} asks for class {sampleLabels.First(l => l < 0 || l >= clfClasses)}; {clf.Name} knows classes 0 … {clfClasses - 1}");
+                    predicted = clf.Classify(samples);
+                }
+                else Log($"eval: no classifier accuracy with {features} features (use --features classifier:DATASET)");
+                result.Classes = ClassScores.Compute(sampleFeatures, sampleLabels, reference.Rows, refLabels, predicted, classes, names, extractor.Name);
+            }
         }
         if (format == "json") Console.WriteLine(result.ToJson().ToJsonString());
         else Console.Write(result.ToText());

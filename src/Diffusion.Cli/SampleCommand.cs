@@ -16,7 +16,7 @@ public static class SampleCommand
     private const string HelpHead = """
         diffusion sample (--checkpoint RUN_DIR|FILE | --model gmm:SPEC.json) --out FILE.png|FILE.npy|PART.npz
                          [--sampler NAME] [--steps N] [--clip | --no-clip] [sampler options]
-                         [--eps-scale-b B] [--eps-scale-k K]
+                         [--eps-scale-b B] [--eps-scale-k K] [--class K|NAME|all|random|none] [--guidance W]
                          [--n COUNT] [--seed S] [--init-noise NOISE.npy] [--dtype float32|float64]
                          [--batch-size B] [--weights ema|model] [--precision float32|bf16-mixed]
                          [--shard k/S] [--threads N] [--quiet]
@@ -26,6 +26,8 @@ public static class SampleCommand
         FILE.png is an image grid, or a scatter plot for 2-D vectors. Every sampling setting not given follows the
         checkpoint's sample config. Sample i's x_T and every random draw of its chain come from a generator seeded by
         (--seed, i) alone, so the samples do not depend on --batch-size or on how the run is split into shards.
+        Samples of a class-conditional model saved as FILE.npy get their classes beside them in FILE.labels.npy
+        (1-D int64, one per row), which diffusion eval --labels reads.
 
 
         """;
@@ -33,6 +35,12 @@ public static class SampleCommand
     private const string HelpTail = """
           --eps-scale-b B    epsilon scaling (any sampler): the network's ε̂ is divided by k·t + b, t its time
           --eps-scale-k K    input 0 … T−1 (default b = 1, k = 0: off; the Epsilon Scaling authors use k = 0, b ≈ 1.004–1.017)
+          --class C          class-conditional models (model.num-classes > 0; for gmm:SPEC.json one class per
+                             component): a class number 0 … K−1 or name, all (n/K of each class in turn; a .png grid
+                             gets one row per class), random (uniform, default) or none (the null class: unconditional)
+          --guidance W       classifier-free guidance weight w ≥ 0 (default 0): ε̂ = (1 + w)·ε̂(x, c) − w·ε̂(x, ∅)
+                             (Ho & Salimans' convention; w = 0 is the conditional model unguided; diffusers'
+                             guidance_scale s = 1 + w); both passes in one batched forward pass, any sampler
           --n COUNT          number of samples (default 64; the rows of --init-noise when given)
           --seed S           seed of x_T and of the sampler's noise (default 0)
           --init-noise FILE  x_T as an .npy array (N×D, or N×C×H×W for images), float32 or float64
@@ -69,7 +77,7 @@ public static class SampleCommand
     }
 
     private static readonly string[] CommonValues = ["checkpoint", "model", "out", "sampler", "steps", "n", "seed", "init-noise", "dtype", "batch-size", "weights", "precision", "threads",
-                                                     "eps-scale-b", "eps-scale-k", "shard"];
+                                                     "eps-scale-b", "eps-scale-k", "shard", "class", "guidance"];
 
     public static int Run(string[] argv)
     {
@@ -130,7 +138,7 @@ public static class SampleCommand
             if (!m.StartsWith("gmm:", StringComparison.Ordinal)) throw new UsageError($"diffusion sample: --model {m}: expected gmm:SPEC.json");
             var (gmm, schedCfg) = GaussianMixture.Load(m[4..]);
             schedule = schedCfg.Build();
-            exact = new GaussianMixtureDenoiser(gmm, schedule);
+            exact = new GaussianMixtureDenoiser(gmm, schedule, conditional: a.Has("class"));
             baseDenoiser = exact;
             exampleShape = [gmm.Dim];
             isImage = false;
@@ -155,9 +163,19 @@ public static class SampleCommand
         catch (ConfigException e) { throw new UsageError("diffusion sample: " + e.Message.Replace("sample.", "--")); }
         catch (ArgumentException e) { throw new UsageError("diffusion sample: " + e.Message); }
         long seed = a.Long("seed") ?? 0;
+        int classes = trained?.Config.Model.NumClasses ?? exact?.Classes ?? 0;
+        string source = a.Get("checkpoint") ?? a.Get("model")!;
+        if (classes == 0 && a.Has("guidance"))
+            throw new UsageError($"diffusion sample: --guidance applies to a class-conditional model; {source} has model.num-classes = 0" + (exact is not null ? " (give --class to sample the mixture's components)" : ""));
+        if (classes == 0 && a.Has("class"))
+            throw new UsageError($"diffusion sample: --class applies to a class-conditional model; {source} has model.num-classes = 0");
+        double guidance = a.Double("guidance") ?? 0;
+        if (!(guidance >= 0) || double.IsInfinity(guidance)) throw new UsageError($"diffusion sample: --guidance {guidance}: expected a weight w ≥ 0 (0: conditional without guidance)");
         // Every draw of sample i (x_T, the chain's noise, SMD's η) comes from its own generator seeded by (seed, i).
         using var noise = NoiseSource.PerSample(seed);
         using var denoiser = trained is not null ? trained.CreateDenoiser(noise, cfg) : DenoiserStack.Build(baseDenoiser, null, EpsilonScaling.From(cfg), schedule.T);
+        // Not disposed itself: it would dispose the stack, which `using` above does.
+        var guided = classes > 0 ? new GuidedDenoiser(denoiser, guidance) : null;
 
         // x_T: from the file, or drawn from each sample's generator.
         string? dtypeArg = a.Get("dtype");
@@ -184,11 +202,17 @@ public static class SampleCommand
 
         var (start, count) = (shard ?? Shard.All).Range(total);
         var indices = Enumerable.Range(0, (int)count).Select(i => start + i).ToArray();
+        // The classes of all N samples (so a random choice does not depend on the split), then this shard's.
+        string classArg = a.Get("class") ?? "random";
+        long[]? labelRows;
+        try { labelRows = guided is null ? null : SampleRun.ClassLabels(classArg, (int)total, classes, trained?.Config.Model.ClassNames, seed)[(int)start..(int)(start + count)]; }
+        catch (UserError e) { xT?.Dispose(); throw new UsageError("diffusion sample: " + e.Message); }
+        using var labels = labelRows is null ? null : tensor(labelRows);
         using var initRows = xT?.narrow(0, start, count);
         var bar = new ProgressBar("sample", !quiet);
         var sw = Stopwatch.StartNew();
-        using var samples = SampleRun.DrawIndexed(s, denoiser, noise, indices, exampleShape, dtype, a.Int("batch-size", 1) ?? 256, initRows,
-                                                  (d, t) => bar.Report(d, t));
+        using var samples = SampleRun.DrawIndexed(s, (IDenoiser?)guided ?? denoiser, noise, indices, exampleShape, dtype, a.Int("batch-size", 1) ?? 256, initRows,
+                                                  (d, t) => bar.Report(d, t), labels);
         bar.Finish();
         xT?.Dispose();
         if (ext == ".npz")
@@ -198,7 +222,7 @@ public static class SampleCommand
                 Source = trained is not null ? $"checkpoint {trained.Path}" : a.Get("model")!,
                 Fingerprint = SampleParts.FileSha256(trained is not null ? trained.Path : a.Get("model")![4..]),
                 Weights = trained is not null ? a.Get("weights") ?? "ema" : "exact",
-                Sampler = System.Text.Json.JsonSerializer.SerializeToNode(cfg, ConfigLoader.JsonOptions)!.AsObject(),
+                Sampler = SamplerIdentity(cfg, labelRows is null ? null : classArg, guidance),
                 Description = Samplers.Describe(cfg),
                 Seed = seed,
                 Dtype = dtype == ScalarType.Float64 ? "float64" : "float32",
@@ -213,11 +237,31 @@ public static class SampleCommand
             };
             SampleParts.Write(outPath, samples, manifest);
         }
-        else SampleOutput.Save(outPath, samples, reference, $"{total} samples, {cfg.Sampler} {s.Evaluations} steps");
+        else
+        {
+            int columns = labelRows is not null && classArg == "all" && shard is null ? (int)(total / classes) : 0;
+            SampleOutput.Save(outPath, samples, reference, $"{total} samples, {cfg.Sampler} {s.Evaluations} steps", columns);
+            if (labelRows is not null && ext == ".npy") Npy.WriteLabels(SampleRun.LabelsPath(outPath), labelRows);
+        }
         string evals = exact is not null ? $", {exact.Evaluations} denoiser evaluations" : "";
         string which = shard is null ? $"{total} samples" : $"shard {shard}: samples {start}…{start + count - 1} of {total}";
-        Console.Error.WriteLine($"sample: {which} with {Samplers.Describe(cfg)} in {sw.Elapsed.TotalSeconds:F1}s{evals} → {outPath}");
+        string cond = labelRows is null ? "" : $", class {classArg}, guidance w = {guidance.ToString("G", System.Globalization.CultureInfo.InvariantCulture)}";
+        string labelsNote = labelRows is not null && ext == ".npy" ? $" (labels → {SampleRun.LabelsPath(outPath)})" : "";
+        Console.Error.WriteLine($"sample: {which} with {Samplers.Describe(cfg)}{cond} in {sw.Elapsed.TotalSeconds:F1}s{evals} → {outPath}{labelsNote}");
         return 0;
+    }
+
+    // The sampling settings a part's manifest compares: the sample config, and for a class-conditional model the class
+    // request and the guidance weight.
+    private static System.Text.Json.Nodes.JsonObject SamplerIdentity(SampleConfig cfg, string? classArg, double guidance)
+    {
+        var o = System.Text.Json.JsonSerializer.SerializeToNode(cfg, ConfigLoader.JsonOptions)!.AsObject();
+        if (classArg is not null)
+        {
+            o["class"] = classArg;
+            o["guidance"] = guidance;
+        }
+        return o;
     }
 
     private static Shard ParseShard(string text)

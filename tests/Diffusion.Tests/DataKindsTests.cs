@@ -14,7 +14,7 @@ public class DataKindsTests
     [Fact]
     public void Help_lists_every_form_in_the_registry_order()
     {
-        Assert.Equal("toy:gmm-grid, toy:moons, toy:swiss-roll, toy:rings, gmm:SPEC.json, fashion-mnist[:test], mnist, images:DIR, npy:FILE", DataSources.Help);
+        Assert.Equal("toy:gmm-grid, toy:moons, toy:swiss-roll, toy:rings, gmm:SPEC.json, fashion-mnist[:test], mnist, images:DIR, npy:FILE[?labels=LABELS.npy]", DataSources.Help);
         Assert.Equal(["toy", "gmm", "fashion-mnist", "mnist", "images", "npy"], DataKinds.All.Select(k => k.Name));
         Assert.True(DataKinds.IsDataSpec("toy:moons?n=10") && DataKinds.IsDataSpec("fashion-mnist:test") && DataKinds.IsDataSpec("npy:x.npy"));
         Assert.False(DataKinds.IsDataSpec("samples/") || DataKinds.IsDataSpec("cifar10"));

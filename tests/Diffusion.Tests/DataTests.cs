@@ -126,7 +126,7 @@ public class DataTests
         Assert.Contains("4.json not found", Assert.Throws<UserError>(() => Load("mnist", dir)).Message);
     }
 
-    private static void WritePng(string path, int w, int h, Func<int, int, (byte R, byte G, byte B)> px)
+    internal static void WritePng(string path, int w, int h, Func<int, int, (byte R, byte G, byte B)> px)
     {
         var data = new byte[w * h * 3];
         for (int y = 0; y < h; y++) for (int x = 0; x < w; x++) { var (r, g, b) = px(x, y); int o = (y * w + x) * 3; data[o] = r; data[o + 1] = g; data[o + 2] = b; }

@@ -46,6 +46,8 @@ public sealed class RunConfig
             throw new ConfigException($"sample.eps-scale-k: λ_t = {Sample.EpsScaleK}·t + {Sample.EpsScaleB} must stay positive up to t = {Schedule.Length - 1}");
         Consistency.Validate(Train.BatchSize);
         Smd.Validate(Model.Type);
+        if (Train.LabelDropout is not null && !Model.Conditional)
+            throw new ConfigException("train.label-dropout: applies to a class-conditional model; set model.num-classes too");
     }
 
     /// <summary>The remedies switched on, described with their settings (empty for the baseline); see <see cref="Training.Remedies"/>.</summary>
@@ -239,8 +241,29 @@ public sealed class ModelConfig
     public int Blocks { get; set; } = 4;
     public int TimeEmbedDim { get; set; } = 128;
 
+    // Class conditioning (classifier-free guidance, Ho & Salimans 2022)
+    /// <summary>
+    /// Number of classes of a class-conditional model (a learned class embedding, with one more row for the null
+    /// class, added to the time embedding); 0 = unconditional, the default. Not written when 0, so unconditional
+    /// configs and checkpoints are unchanged.
+    /// </summary>
+    [System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingDefault)]
+    public int NumClasses { get; set; }
+    /// <summary>The classes' names (index = label), taken from the training data when it names them; null when unnamed.</summary>
+    [System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)]
+    public string[]? ClassNames { get; set; }
+
+    /// <summary>Whether the model is class-conditional.</summary>
+    public bool Conditional => NumClasses > 0;
+
+    /// <summary>The name of class <paramref name="k"/> (its number when the classes are unnamed).</summary>
+    public string ClassName(int k) => ClassNames is { } n && k < n.Length ? n[k] : k.ToString(System.Globalization.CultureInfo.InvariantCulture);
+
     public void Validate()
     {
+        if (NumClasses < 0) throw new ConfigException($"model.num-classes: expected 0 (unconditional) or a positive number, got {NumClasses}");
+        if (ClassNames is not null && ClassNames.Length != NumClasses)
+            throw new ConfigException($"model.class-names: {ClassNames.Length} names for model.num-classes = {NumClasses}; expected one name per class");
         if (Type != "unet" && Type != "mlp") throw new ConfigException($"model.type: expected unet or mlp, got '{Type}'");
         if (Prediction != "eps" && Prediction != "x0" && Prediction != "v") throw new ConfigException($"model.prediction: expected eps, x0 or v, got '{Prediction}'");
         if (Dropout < 0 || Dropout >= 1) throw new ConfigException($"model.dropout: expected a value in [0, 1), got {Dropout}");
@@ -300,6 +323,16 @@ public sealed class TrainConfig
     /// </summary>
     [System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)]
     public string? InitWeights { get; set; }
+    /// <summary>
+    /// Classifier-free guidance's label dropout p: each training example's label is replaced by the null class with
+    /// probability p, so that one network learns both ε(x, c) and ε(x, ∅). Null: 0.1 for a conditional model
+    /// (<see cref="LabelDropoutFor"/>); only a conditional model may set it.
+    /// </summary>
+    [System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)]
+    public double? LabelDropout { get; set; }
+
+    /// <summary>The label dropout in effect: train.label-dropout, else 0.1 for a conditional model, 0 otherwise.</summary>
+    public double LabelDropoutFor(ModelConfig model) => model.Conditional ? LabelDropout ?? 0.1 : 0.0;
 
     public void Validate()
     {
@@ -318,6 +351,7 @@ public sealed class TrainConfig
         if (Precision != Models.Precisions.Auto && !Models.Precisions.Names.Contains(Precision))
             throw new ConfigException($"train.precision: expected auto, float32 or bf16-mixed, got '{Precision}'");
         if (InitWeights is not null && InitWeights.Trim().Length == 0) throw new ConfigException("train.init-weights: expected a safetensors file, got an empty path");
+        if (LabelDropout is double p && !(p >= 0 && p <= 1)) throw new ConfigException($"train.label-dropout: expected a probability in [0, 1], got {p}");
     }
 }
 

@@ -38,7 +38,7 @@ public static class DataKinds
         },
         new DataKind
         {
-            Name = "npy", Forms = ["npy:FILE"], Load = Npy.FromSpec,
+            Name = "npy", Forms = ["npy:FILE[?labels=LABELS.npy]"], Load = Npy.FromSpec,
             Layout = DataLayout.FromFile, DefaultConfig = ConfigForNpy,
         },
     ];
@@ -79,9 +79,9 @@ public static class DataKinds
     }
 
     // An .npy array decides by its shape: N×C×H×W images up to 28 pixels image28, larger image32, vectors toy.
-    private static string ConfigForNpy(string file)
+    private static string ConfigForNpy(string arg)
     {
-        var shape = Npy.ReadShape(file);
+        var shape = Npy.ReadShape(DataSources.Options(arg).Name);
         if (shape.Length == 4) return shape[2] <= 28 ? "image28" : "image32";
         return "toy";
     }

@@ -8,6 +8,10 @@ public static class FashionMnist
 {
     public const string DefaultDir = "/usr/share/datasets/fashion-mnist";
 
+    /// <summary>The names of the ten classes, label 0 … 9 (from the dataset's documentation).</summary>
+    public static readonly IReadOnlyList<string> ClassNames =
+        ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"];
+
     public static Dataset FromSpec(DataRequest request)
     {
         var (spec, arg, cfg) = request;
@@ -22,6 +26,6 @@ public static class FashionMnist
             throw new UserError(cfg.DataDir is null
                 ? $"{spec}: {DefaultDir} not found; run make setup (installs the Debian package dataset-fashion-mnist) or pass --data-dir DIR"
                 : $"{spec}: --data-dir {dir} not found");
-        return Idx.LoadSplit(spec, dir, split);
+        return Idx.LoadSplit(spec, dir, split, ClassNames);
     }
 }

@@ -63,9 +63,9 @@ public static class Idx
     /// <summary>
     /// Loads the images and labels of an MNIST-style split from <paramref name="dir"/>
     /// (<c>{split}-images-idx3-ubyte[.gz]</c> and <c>{split}-labels-idx1-ubyte[.gz]</c>, split = train or t10k),
-    /// as [N, 1, 28, 28] float32 in [−1, 1] and int64 labels.
+    /// as [N, 1, 28, 28] float32 in [−1, 1] and int64 labels (named by <paramref name="classNames"/> when given).
     /// </summary>
-    public static Dataset LoadSplit(string spec, string dir, string split)
+    public static Dataset LoadSplit(string spec, string dir, string split, IReadOnlyList<string>? classNames = null)
     {
         string Find(string stem)
         {
@@ -84,8 +84,10 @@ public static class Idx
         if (labels.dim() != 1) throw new UserError($"{spec}: {labelsPath} has {labels.dim()} dimensions; expected 1 (N labels)");
         if (labels.shape[0] != images.shape[0])
             throw new UserError($"{spec}: {labels.shape[0]} labels in {labelsPath} for {images.shape[0]} images in {imagesPath}");
+        if (classNames is not null && labels.shape[0] > 0 && labels.max().item<byte>() >= classNames.Count)
+            throw new UserError($"{spec}: {labelsPath} holds label {labels.max().item<byte>()}; expected 0 … {classNames.Count - 1}");
         var x = images.to_type(ScalarType.Float32).unsqueeze(1) / 127.5 - 1.0;
-        var ds = new Dataset(spec, x, labels.to_type(ScalarType.Int64));
+        var ds = new Dataset(spec, x, labels.to_type(ScalarType.Int64), classNames: classNames);
         return ds;
     }
 }

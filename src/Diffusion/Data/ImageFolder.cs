@@ -6,7 +6,9 @@ namespace Diffusion.Data;
 /// <summary>
 /// A folder of PNG/JPEG images (searched recursively, sorted by path), each resized so that its
 /// short side is <c>size</c> (bilinear with antialiasing) and centre-cropped to size×size, as gray
-/// (1 channel) or RGB (3 channels), scaled to [−1, 1].
+/// (1 channel) or RGB (3 channels), scaled to [−1, 1]. When every image lies in a sub-folder of DIR (none
+/// directly in it), each sub-folder is a class: labels 0 … K−1 in the ordinal order of the sub-folders' names,
+/// which are kept as the class names.
 /// </summary>
 public static class ImageFolder
 {
@@ -47,6 +49,7 @@ public static class ImageFolder
             decoded.Add((img.Data, img.Width, img.Height));
         }
         int c = channels == 0 ? (allGray ? 1 : 3) : channels;
+        var (labels, names) = ClassesOf(dir, files);
 
         using var scope = NewDisposeScope();
         var batch = new List<Tensor>(decoded.Count);
@@ -57,7 +60,23 @@ public static class ImageFolder
             batch.Add(ResizeCenterCrop(x, size));
         }
         var all = cat(batch, 0) / 127.5 - 1.0;
-        return new Dataset(spec, all.clamp(-1.0, 1.0));
+        return new Dataset(spec, all.clamp(-1.0, 1.0), labels is null ? null : tensor(labels), classNames: names);
+    }
+
+    /// <summary>The class of each file (its first-level sub-folder) and the classes' names; (null, null) when some file lies directly in <paramref name="dir"/>.</summary>
+    public static (long[]? Labels, string[]? Names) ClassesOf(string dir, IReadOnlyList<string> files)
+    {
+        var folders = new string[files.Count];
+        for (int i = 0; i < files.Count; i++)
+        {
+            var rel = Path.GetRelativePath(dir, files[i]);
+            int sep = rel.IndexOfAny([Path.DirectorySeparatorChar, Path.AltDirectorySeparatorChar]);
+            if (sep <= 0) return (null, null);
+            folders[i] = rel[..sep];
+        }
+        var names = folders.Distinct().Order(StringComparer.Ordinal).ToArray();
+        var index = names.Select((n, i) => (n, i)).ToDictionary(p => p.n, p => (long)p.i);
+        return (folders.Select(f => index[f]).ToArray(), names);
     }
 
     /// <summary>Resizes [1, C, H, W] so that its short side is <paramref name="size"/>, then crops the centre size×size.</summary>

@@ -5,7 +5,8 @@ namespace Diffusion.Data;
 
 /// <summary>
 /// <c>gmm:SPEC.json</c>: points drawn from the Gaussian mixture of a spec file (options <c>?n=…&amp;seed=…</c>,
-/// default 50 000 points, seed 0); the dataset keeps the mixture, so its samples can be scored against it.
+/// default 50 000 points, seed 0); the dataset keeps the mixture, so its samples can be scored against it. Each
+/// point's label is the component it was drawn from (a class-conditional model has one class per component).
 /// </summary>
 public static class MixtureData
 {
@@ -18,7 +19,9 @@ public static class MixtureData
         o.Done();
         var (gmm, _) = GaussianMixture.Load(file);
         using var gen = new Generator((ulong)seed);
-        using var x = gmm.Sample(n, gen);
-        return new Dataset(request.Spec, x.to_type(ScalarType.Float32), mixture: gmm);
+        var (x, k) = gmm.SampleWithComponents(n, gen);
+        using (x)
+        using (k)
+            return new Dataset(request.Spec, x.to_type(ScalarType.Float32), k.clone(), mixture: gmm);
     }
 }

@@ -66,6 +66,6 @@ public static class MnistJson
         }
         using var scope = NewDisposeScope();
         var x = tensor(pixels.ToArray(), [labels.Count, 1, Side, Side]) * 2.0 - 1.0;
-        return new Dataset(spec, x, tensor(labels.ToArray()));
+        return new Dataset(spec, x, tensor(labels.ToArray()), classNames: Enumerable.Range(0, 10).Select(d => d.ToString(System.Globalization.CultureInfo.InvariantCulture)).ToArray());
     }
 }

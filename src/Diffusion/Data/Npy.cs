@@ -13,14 +13,60 @@ public static partial class Npy
 {
     private static readonly byte[] Magic = [0x93, (byte)'N', (byte)'U', (byte)'M', (byte)'P', (byte)'Y'];
 
-    /// <summary><c>npy:FILE</c>: an N×D or N×C×H×W array, used as it is (as float32).</summary>
+    /// <summary>
+    /// <c>npy:FILE</c>: an N×D or N×C×H×W array, used as it is (as float32); <c>npy:FILE?labels=LABELS.npy</c> adds
+    /// the class of each row from a 1-D integer array of N labels 0 … K−1 (as <c>diffusion sample</c> writes beside
+    /// its samples).
+    /// </summary>
     public static Dataset FromSpec(DataRequest request)
     {
-        if (request.Arg == "") throw new UserError($"{request.Spec}: expected npy:FILE");
-        using var t = Read(request.Arg);
+        var (file, opts) = DataSources.Options(request.Arg);
+        if (file == "") throw new UserError($"{request.Spec}: expected npy:FILE or npy:FILE?labels=LABELS.npy");
+        var o = new SpecOptions(request.Spec, opts);
+        string? labelsPath = o.String("labels");
+        o.Done();
+        using var t = Read(file);
         if (t.dim() != 2 && t.dim() != 4)
             throw new UserError($"{request.Spec}: expected an N×D or N×C×H×W array, got shape ({string.Join(", ", t.shape)})");
-        return new Dataset(request.Spec, t.to_type(ScalarType.Float32));
+        using var labels = labelsPath is null ? null : ReadLabels(labelsPath, t.shape[0]);
+        return new Dataset(request.Spec, t.to_type(ScalarType.Float32), labels?.clone());
+    }
+
+    /// <summary>A labels file: a 1-D integer array of <paramref name="n"/> values ≥ 0 (int64); anything else is one clear error.</summary>
+    public static Tensor ReadLabels(string path, long n)
+    {
+        var t = Read(path);
+        try
+        {
+            if (t.dtype is not (ScalarType.Int64 or ScalarType.Int32 or ScalarType.Byte))
+                throw new UserError($"{path}: labels of dtype {t.dtype}; expected integers (int64, int32 or uint8)");
+            if (t.dim() != 1) throw new UserError($"{path}: labels of shape ({string.Join(", ", t.shape)}); expected one dimension of {n} labels");
+            if (t.shape[0] != n) throw new UserError($"{path}: {t.shape[0]} labels; expected {n}, one per example");
+            var l = t.to_type(ScalarType.Int64);
+            if (n > 0 && l.min().item<long>() < 0)
+            {
+                l.Dispose();
+                throw new UserError($"{path}: holds a negative label; expected classes 0 … K−1");
+            }
+            return l;
+        }
+        finally { t.Dispose(); }
+    }
+
+    /// <summary>Writes class labels as a 1-D int64 array atomically.</summary>
+    public static void WriteLabels(string path, long[] labels)
+    {
+        string header = $"{{'descr': '<i8', 'fortran_order': False, 'shape': ({labels.Length},), }}";
+        int total = 10 + header.Length + 1;
+        header = header + new string(' ', (64 - total % 64) % 64) + "\n";
+        using var s = new MemoryStream();
+        s.Write(Magic);
+        s.WriteByte(1); s.WriteByte(0);
+        s.Write(BitConverter.GetBytes((ushort)header.Length));
+        s.Write(Encoding.Latin1.GetBytes(header));
+        s.Write(MemoryMarshal.AsBytes(labels.AsSpan()));
+        var bytes = s.ToArray();
+        Util.AtomicFile.Write(path, st => st.Write(bytes));
     }
 
     /// <summary>Reads FILE into a tensor of its own dtype and shape; a malformed file is one clear error.</summary>

@@ -44,8 +44,10 @@ public static class Toy2D
             {
                 var gmm = Grid(std: opts.Double("std", 0.05));
                 opts.Done();
-                using var x = gmm.Sample(n, gen);
-                ds = new Dataset(spec, x.to_type(ScalarType.Float32), mixture: gmm);
+                var (x, k) = gmm.SampleWithComponents(n, gen);
+                using (x)
+                using (k)
+                    ds = new Dataset(spec, x.to_type(ScalarType.Float32), k.clone(), mixture: gmm); // label: the component
                 break;
             }
             case "moons":
@@ -118,6 +120,12 @@ internal sealed class SpecOptions(string spec, IReadOnlyDictionary<string, strin
     public int Int(string key, int def) => Get(key, def, s => int.TryParse(s, out var v) ? v : null, "an integer");
     public long Long(string key, long def) => Get(key, def, s => long.TryParse(s, out var v) ? v : null, "an integer");
     public double Double(string key, double def) => Get(key, def, s => double.TryParse(s, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out var v) ? v : null, "a number");
+
+    public string? String(string key)
+    {
+        used.Add(key);
+        return options.TryGetValue(key, out var s) ? s : null;
+    }
 
     private T Get<T>(string key, T def, Func<string, T?> parse, string what) where T : struct
     {

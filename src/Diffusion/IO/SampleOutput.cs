@@ -6,12 +6,13 @@ namespace Diffusion.IO;
 /// <summary>Writes samples where a user asked: FILE.npy (raw values) or FILE.png (an image grid, or a scatter plot for 2-D vectors).</summary>
 public static class SampleOutput
 {
-    public static void Save(string path, Tensor samples, Tensor? referencePoints = null, string? title = null)
+    /// <param name="columns">Images per row of a grid (0: ⌈√N⌉); a grid of one row per class uses N/K.</param>
+    public static void Save(string path, Tensor samples, Tensor? referencePoints = null, string? title = null, int columns = 0)
     {
         string ext = Path.GetExtension(path).ToLowerInvariant();
         if (ext == ".npy") { Npy.Write(path, samples); return; }
         if (ext != ".png") throw new UserError($"--out {path}: expected a .png or .npy file");
-        if (samples.dim() == 4) { ImageGrid.SavePng(path, samples, scale: samples.shape[2] <= 32 ? 2 : 1); return; }
+        if (samples.dim() == 4) { ImageGrid.SavePng(path, samples, columns, scale: samples.shape[2] <= 32 ? 2 : 1); return; }
         if (samples.dim() == 2 && samples.shape[1] == 2)
         {
             using var s = samples.detach().cpu().to_type(ScalarType.Float32).contiguous();

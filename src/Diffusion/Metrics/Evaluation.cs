@@ -34,6 +34,8 @@ public sealed class EvalResult
     /// <summary>The metrics' results, in the order they were asked for.</summary>
     public List<MetricScore> Scores { get; } = [];
     public MixtureScores? Mixture { get; set; }
+    /// <summary>Per-class scores of a class-conditional model's samples (eval --labels).</summary>
+    public ClassScores? Classes { get; set; }
 
     /// <summary>The JSON value <paramref name="key"/> of a metric's result (e.g. "fid", "kid", "precision"), or null.</summary>
     public double? Value(string key) => Scores.Select(s => s.Json[key]).FirstOrDefault(v => v is not null)?.GetValue<double>();
@@ -57,6 +59,7 @@ public sealed class EvalResult
             o["mixture_modes"] = s.Modes;
             o["mixture_log_likelihood"] = s.MeanLogLikelihood;
         }
+        Classes?.AddTo(o);
         return o;
     }
 
@@ -74,6 +77,7 @@ public sealed class EvalResult
             sb.AppendLine(c, $"modes      {s.ModesCovered,8}/{s.Modes,-3}   [mixture, n={s.Samples}]");
             sb.AppendLine(c, $"log-lik    {s.MeanLogLikelihood,12:F4}   [mixture, n={s.Samples}, mean log p(x) under the true mixture]");
         }
+        if (Classes is not null) sb.Append(Classes.ToText(Features));
         return sb.ToString();
     }
 }

@@ -39,13 +39,21 @@ public sealed class GaussianMixture
     /// <summary>Draws n points (float64, [n, D]) with the generator.</summary>
     public Tensor Sample(int n, Generator? gen)
     {
+        var (x, k) = SampleWithComponents(n, gen);
+        k.Dispose();
+        return x;
+    }
+
+    /// <summary>Draws n points (float64, [n, D]) and the component each came from (int64, [n]); the points are those of <see cref="Sample"/>.</summary>
+    public (Tensor X, Tensor Components) SampleWithComponents(int n, Generator? gen)
+    {
         using var scope = NewDisposeScope();
         using var w = tensor(Weights, dtype: ScalarType.Float64);
         var k = multinomial(w, n, replacement: true, generator: gen);
         var mu = tensor(Means.SelectMany(m => m).ToArray(), dtype: ScalarType.Float64).reshape(Components, Dim).index_select(0, k);
         var s = tensor(Stds, dtype: ScalarType.Float64).index_select(0, k).unsqueeze(1);
         var x = mu + s * randn([n, Dim], dtype: ScalarType.Float64, generator: gen);
-        return x.MoveToOuterDisposeScope();
+        return (x.MoveToOuterDisposeScope(), k.MoveToOuterDisposeScope());
     }
 
     /// <summary>
@@ -59,6 +67,21 @@ public sealed class GaussianMixture
         // ∇ log p = Σ_k r_k · (−(x − α μ_k) / v_k)
         var g = -(resp.unsqueeze(-1) * diff / var_.unsqueeze(-1)).sum(1);
         return g.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// ∇ log p_t(x | k) for the noised component k of each row, N(α μ_k, (α² s_k² + σ²) I): −(x − α μ_k)/(α² s_k² + σ²);
+    /// <paramref name="components"/> is int64 [N] with values 0 … K−1.
+    /// </summary>
+    public Tensor ComponentScore(Tensor x, Tensor alpha, Tensor sigma, Tensor components)
+    {
+        using var scope = NewDisposeScope();
+        var dt = x.dtype;
+        var mu = tensor(Means.SelectMany(m => m).ToArray(), dtype: dt).reshape(Components, Dim).index_select(0, components);
+        var s2 = tensor(Stds.Select(s => s * s).ToArray(), dtype: dt).index_select(0, components).reshape(-1, 1);
+        var a = alpha.to_type(dt).reshape(-1, 1);
+        var sg = sigma.to_type(dt).reshape(-1, 1);
+        return (-(x - a * mu) / (a * a * s2 + sg * sg)).MoveToOuterDisposeScope();
     }
 
     /// <summary>log p_t(x) of each row under the noised mixture (α = 1, σ = 0 gives the data density).</summary>
@@ -152,9 +175,17 @@ public sealed class GaussianMixture
 /// ε*(x_t) = −σ_t·∇log p_t(x_t), at the noise level (α, σ) the time step carries — so it is exact at any noise
 /// level a sampler asks about, integer, real-valued or continuous. The step's network time is not used. It
 /// consumes no randomness.
+/// <para>
+/// Made <paramref name="conditional"/>, it is the exact class-conditional model with one class per component: label
+/// k gives ε*(x_t | k) = −σ_t·∇log p_t(x_t | k) of component k alone, and the null class K (or no labels) the full
+/// mixture — the unconditional model classifier-free guidance pairs it with.
+/// </para>
 /// </summary>
-public sealed class GaussianMixtureDenoiser(GaussianMixture mixture, NoiseSchedule schedule) : IDenoiser
+public sealed class GaussianMixtureDenoiser(GaussianMixture mixture, NoiseSchedule schedule, bool conditional = false) : IDenoiser
 {
+    /// <summary>The number of components when conditional (label K = the full mixture), else 0.</summary>
+    public int Classes => conditional ? Mixture.Components : 0;
+
     public GaussianMixture Mixture { get; } = mixture;
     /// <summary>The schedule the mixture is noised by (samplers of this model use it).</summary>
     public NoiseSchedule Schedule { get; } = schedule;
@@ -163,13 +194,22 @@ public sealed class GaussianMixtureDenoiser(GaussianMixture mixture, NoiseSchedu
     /// <summary>Number of calls so far (each call is one function evaluation for the whole batch).</summary>
     public int Evaluations { get; private set; }
 
-    public Tensor Predict(Tensor x, TimeStep step)
+    public Tensor Predict(Tensor x, TimeStep step) => Predict(x, step, null);
+
+    public Tensor Predict(Tensor x, TimeStep step, Tensor? labels)
     {
+        if (labels is not null && !conditional) throw new InvalidOperationException("this exact mixture model is not conditional; it takes no labels");
         Evaluations++;
         using var scope = NewDisposeScope();
         var alpha = step.Alpha.to_type(x.dtype).reshape(-1, 1);
         var sigma = step.Sigma.to_type(x.dtype).reshape(-1, 1);
-        var eps = -sigma * Mixture.Score(x, alpha, sigma);
-        return eps.MoveToOuterDisposeScope();
+        var score = Mixture.Score(x, alpha, sigma);
+        if (labels is not null)
+        {
+            var isNull = (labels == Classes).reshape(-1, 1);
+            var component = Mixture.ComponentScore(x, alpha, sigma, labels.clamp_max(Classes - 1));
+            score = where(isNull, score, component);
+        }
+        return (-sigma * score).MoveToOuterDisposeScope();
     }
 }

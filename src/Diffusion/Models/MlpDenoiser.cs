@@ -45,14 +45,19 @@ public sealed class MlpDenoiser : DenoiserNetwork
     // Soft mixture denoising: hyper layers after the input projection (position 0) and after blocks (position i = after block i).
     private readonly ModuleList<HyperLayer>? hyper;
     private readonly int[] hyperAt = [];
+    // Class conditioning: numClasses + 1 rows (the last the null class), added to the time embedding.
+    private readonly Embedding? class_embedding;
+    private readonly int numClasses;
 
     public override long[] ExampleShape => exampleShape;
+    public override int NumClasses => numClasses;
 
     /// <param name="outDim">Output size (default: the input's, as a denoiser needs).</param>
     /// <param name="hyperLatentDim">When positive, hypernetwork layers conditioned on a latent vector of this size (SMD).</param>
     /// <param name="hyperLayers">Number of hyper layers: after the input projection, after the last block, then after earlier blocks.</param>
+    /// <param name="classes">When positive, class-conditional: a learned embedding of classes + 1 rows (the last the null class) added to the time embedding.</param>
     public MlpDenoiser(int dim, int hidden = 256, int blockCount = 4, int timeEmbedDim = 128, double dropout = 0.0,
-                       int? outDim = null, int hyperLatentDim = 0, int hyperLayers = 2) : base(nameof(MlpDenoiser))
+                       int? outDim = null, int hyperLatentDim = 0, int hyperLayers = 2, int classes = 0) : base(nameof(MlpDenoiser))
     {
         exampleShape = [dim];
         if (hyperLatentDim > 0)
@@ -71,18 +76,21 @@ public sealed class MlpDenoiser : DenoiserNetwork
         blocks = new ModuleList<MlpBlock>(Enumerable.Range(0, blockCount).Select(_ => new MlpBlock(hidden, hidden, dropout)).ToArray());
         normOut = LayerNorm(hidden);
         outProj = Linear(hidden, outDim ?? dim);
+        numClasses = classes;
+        if (classes > 0) class_embedding = Embedding(classes + 1, hidden);
         RegisterComponents();
     }
 
     public override Tensor forward(Tensor x, Tensor t) => ForwardWithLatent(x, t, null);
 
     /// <summary>The forward pass with a latent vector z ([N, D]) for the hyper layers (SMD); z may be null when there are none.</summary>
-    public override Tensor ForwardWithLatent(Tensor x, Tensor t, Tensor? z)
+    public override Tensor ForwardWithLatent(Tensor x, Tensor t, Tensor? z, Tensor? labels = null)
     {
         if ((hyper is null) != (z is null))
             throw new InvalidOperationException(hyper is null ? "this MLP has no hyper layers to condition on a latent" : "this MLP's hyper layers need a latent vector");
         using var scope = NewDisposeScope();
         var emb = Autocast.Linear(temb2, functional.silu(Autocast.Linear(temb1, TimeEmbedding.Sinusoidal(t, embDim).to_type(x.dtype))));
+        emb = AddClassEmbedding(emb, class_embedding, numClasses, labels);
         var h = Autocast.Linear(inProj, x);
         int next = 0;
         h = Hyper(h, z, 0, ref next);

@@ -29,7 +29,7 @@ public static class ModelFactory
             var latent = new UNet(2 * c, side, channels: 32, channelMult: [1, 2], resBlocks: 1, attentionResolutions: [],
                                   headChannels: 32, dropout: 0.0, normGroups: 8, outChannels: d);
             var backbone = new UNet(c, side, m.Channels, m.ChannelMult, m.ResBlocks, m.AttentionResolutions, m.HeadChannels,
-                                    m.Dropout, m.NormGroups, hyperLatentDim: d, hyperLayers: cfg.Smd.HyperLayers);
+                                    m.Dropout, m.NormGroups, hyperLatentDim: d, hyperLayers: cfg.Smd.HyperLayers, classes: m.NumClasses);
             return new SmdNetwork(latent, backbone);
         }
         int dim = (int)exampleShape[0];
@@ -37,7 +37,7 @@ public static class ModelFactory
             throw new ConfigException($"smd.hyper-layers: the MLP has {m.Blocks + 1} places for hyper layers (model.blocks + 1), got {cfg.Smd.HyperLayers}");
         // g_ξ: an MLP on concat[x_t, η] giving the latent vector.
         var latentMlp = new MlpDenoiser(2 * dim, hidden: Math.Max(32, m.Hidden / 2), blockCount: 2, timeEmbedDim: m.TimeEmbedDim, outDim: d);
-        var backboneMlp = new MlpDenoiser(dim, m.Hidden, m.Blocks, m.TimeEmbedDim, m.Dropout, hyperLatentDim: d, hyperLayers: cfg.Smd.HyperLayers);
+        var backboneMlp = new MlpDenoiser(dim, m.Hidden, m.Blocks, m.TimeEmbedDim, m.Dropout, hyperLatentDim: d, hyperLayers: cfg.Smd.HyperLayers, classes: m.NumClasses);
         return new SmdNetwork(latentMlp, backboneMlp);
     }
 
@@ -46,8 +46,8 @@ public static class ModelFactory
         CheckShape(cfg, exampleShape);
         if (cfg.Type == "unet")
             return new UNet((int)exampleShape[0], (int)exampleShape[1], cfg.Channels, cfg.ChannelMult, cfg.ResBlocks,
-                            cfg.AttentionResolutions, cfg.HeadChannels, cfg.Dropout, cfg.NormGroups);
-        return new MlpDenoiser((int)exampleShape[0], cfg.Hidden, cfg.Blocks, cfg.TimeEmbedDim, cfg.Dropout);
+                            cfg.AttentionResolutions, cfg.HeadChannels, cfg.Dropout, cfg.NormGroups, classes: cfg.NumClasses);
+        return new MlpDenoiser((int)exampleShape[0], cfg.Hidden, cfg.Blocks, cfg.TimeEmbedDim, cfg.Dropout, classes: cfg.NumClasses);
     }
 
     private static void CheckShape(ModelConfig cfg, long[] exampleShape)

@@ -85,15 +85,18 @@ public sealed class SmdNetwork : DenoiserNetwork
 
     public override bool TakesNoise => true;
 
+    /// <summary>The backbone's classes: a class-conditional SMD network tells the backbone the class (g_ξ sees x_t, η and t only).</summary>
+    public override int NumClasses => backbone.NumClasses;
+
     /// <summary>Not defined without η: call <see cref="ForwardWithNoise"/>, or go through a <see cref="NetworkDenoiser"/>, which draws η.</summary>
     public override Tensor forward(Tensor x, Tensor t) =>
         throw new InvalidOperationException("the soft-mixture network needs its noise input η: call ForwardWithNoise or sample through DenoiserStack");
 
     /// <summary>The denoiser's output for the noise input η (same shape as x).</summary>
-    public override Tensor ForwardWithNoise(Tensor x, Tensor t, Tensor eta)
+    public override Tensor ForwardWithNoise(Tensor x, Tensor t, Tensor eta, Tensor? labels = null)
     {
         using var scope = NewDisposeScope();
         var z = latent.call(cat([x, eta], 1), t);
-        return backbone.ForwardWithLatent(x, t, z).MoveToOuterDisposeScope();
+        return backbone.ForwardWithLatent(x, t, z, labels).MoveToOuterDisposeScope();
     }
 }

@@ -138,15 +138,20 @@ public sealed class UNet : DenoiserNetwork
     private readonly long[] exampleShape;
     // Soft mixture denoising: hypernetwork layers after the input convolution and after the last residual block.
     private readonly HyperLayer? hyperIn, hyperOut;
+    // Class conditioning: numClasses + 1 rows (the last the null class), added to the time embedding.
+    private readonly Embedding? class_embedding;
+    private readonly int numClasses;
 
     public override long[] ExampleShape => exampleShape;
+    public override int NumClasses => numClasses;
 
     /// <param name="outChannels">Output channels (default: the input's, as a denoiser needs).</param>
     /// <param name="hyperLatentDim">When positive, hypernetwork layers conditioned on a per-pixel latent map of this many channels (SMD).</param>
     /// <param name="hyperLayers">1: a hyper layer after the input convolution; 2: also after the last residual block.</param>
+    /// <param name="classes">When positive, class-conditional: a learned embedding of classes + 1 rows (the last the null class) added to the time embedding.</param>
     public UNet(int inChannels, int imageSize, int channels = 64, int[]? channelMult = null, int resBlocks = 2,
                 int[]? attentionResolutions = null, int headChannels = 32, double dropout = 0.1, int normGroups = 32,
-                int? outChannels = null, int hyperLatentDim = 0, int hyperLayers = 2)
+                int? outChannels = null, int hyperLatentDim = 0, int hyperLayers = 2, int classes = 0)
         : base(nameof(UNet))
     {
         channelMult ??= [1, 2, 2];
@@ -215,6 +220,8 @@ public sealed class UNet : DenoiserNetwork
             if (hyperLayers >= 2) hyperOut = new HyperLayer(ch, hyperLatentDim);
         }
         using (no_grad()) { init.zeros_(convOut.weight); init.zeros_(convOut.bias); }
+        numClasses = classes;
+        if (classes > 0) class_embedding = Embedding(classes + 1, embDim);
         RegisterComponents();
     }
 
@@ -229,12 +236,13 @@ public sealed class UNet : DenoiserNetwork
     public override Tensor forward(Tensor x, Tensor t) => ForwardWithLatent(x, t, null);
 
     /// <summary>The forward pass with a per-pixel latent map z ([N, D, H, W]) for the hyper layers (SMD); z may be null when there are none.</summary>
-    public override Tensor ForwardWithLatent(Tensor x, Tensor t, Tensor? z)
+    public override Tensor ForwardWithLatent(Tensor x, Tensor t, Tensor? z, Tensor? labels = null)
     {
         if ((hyperIn is null) != (z is null))
             throw new InvalidOperationException(hyperIn is null ? "this UNet has no hyper layers to condition on a latent" : "this UNet's hyper layers need a latent map");
         using var scope = NewDisposeScope();
         var emb = Autocast.Linear(temb2, functional.silu(Autocast.Linear(temb1, TimeEmbedding.Sinusoidal(t, baseCh).to_type(x.dtype))));
+        emb = AddClassEmbedding(emb, class_embedding, numClasses, labels);
         var h = convIn.call(x);
         if (hyperIn is not null) h = hyperIn.call(h, z!);
         var skips = new List<Tensor> { h };

@@ -9,6 +9,7 @@ namespace Diffusion.Sampling;
 /// The one builder of the denoiser the objective, the consistency chain, every sampler and every diagnostic use:
 /// <code>
 ///   network (float32; SMD draws η from its noise generator)  →  E-TSDM time sharing  →  epsilon scaling
+///     →  class conditioning with classifier-free guidance (a class-conditional model asked with classes)
 /// </code>
 /// Each layer is there only when the run's config (time sharing, SMD) or the sampling settings (epsilon scaling)
 /// ask for it; the outer layers dispose the inner ones, and the network layer disposes a noise generator it owns.
@@ -22,6 +23,21 @@ public static class DenoiserStack
         if (sharing is not null) d = new TimeSharedDenoiser(d, sharing);
         if (scaling is not null) d = new EpsilonScaledDenoiser(d, timesteps, scaling.B, scaling.K);
         return d;
+    }
+
+    /// <summary>
+    /// <paramref name="d"/> asked with classes and guidance weight <paramref name="guidance"/>
+    /// (<see cref="GuidedDenoiser"/>; set its <see cref="GuidedDenoiser.Labels"/> per batch, as
+    /// <see cref="SampleRun.Draw"/> does); on failure <paramref name="d"/> is disposed.
+    /// </summary>
+    public static GuidedDenoiser Guided(IDenoiser d, double guidance)
+    {
+        try { return new GuidedDenoiser(d, guidance); }
+        catch
+        {
+            d.Dispose();
+            throw;
+        }
     }
 
     /// <summary>

@@ -29,6 +29,7 @@ public sealed class EpsilonScaledDenoiser : IDenoiser
     public double B { get; }
     public double K { get; }
     public Prediction Prediction => Prediction.Epsilon;
+    public int Classes => inner.Classes;
 
     /// <param name="inner">The denoiser whose ε̂ is scaled (disposed with this one).</param>
     /// <param name="T">The schedule's number of steps: λ_t must stay positive over t = 0 … T−1.</param>
@@ -47,10 +48,12 @@ public sealed class EpsilonScaledDenoiser : IDenoiser
     /// <summary>λ_t = k·t + b.</summary>
     public double Lambda(double t) => K * t + B;
 
-    public Tensor Predict(Tensor x, TimeStep step)
+    public Tensor Predict(Tensor x, TimeStep step) => Predict(x, step, null);
+
+    public Tensor Predict(Tensor x, TimeStep step, Tensor? labels)
     {
         using var scope = NewDisposeScope();
-        var eps = inner.Prediction == Prediction.Epsilon ? inner.Predict(x, step) : inner.Eps(x, step);
+        var eps = inner.Prediction == Prediction.Epsilon ? inner.Predict(x, step, labels) : inner.EpsAndX0(x, step, labels).Eps;
         var shape = new long[x.dim()];
         Array.Fill(shape, 1L);
         shape[0] = -1;

@@ -15,11 +15,14 @@ public sealed class TimeSharedDenoiser(IDenoiser inner, TimeSharing sharing) : I
     public IDenoiser Inner { get; } = inner;
     public TimeSharing Sharing { get; } = sharing;
     public Prediction Prediction => Inner.Prediction;
+    public int Classes => Inner.Classes;
 
-    public TorchSharp.torch.Tensor Predict(TorchSharp.torch.Tensor x, TimeStep step)
+    public TorchSharp.torch.Tensor Predict(TorchSharp.torch.Tensor x, TimeStep step) => Predict(x, step, null);
+
+    public TorchSharp.torch.Tensor Predict(TorchSharp.torch.Tensor x, TimeStep step, TorchSharp.torch.Tensor? labels)
     {
         using var ft = Sharing.Map(step.T);
-        return Inner.Predict(x, step.WithTime(ft));
+        return Inner.Predict(x, step.WithTime(ft), labels);
     }
 
     public void Dispose() => Inner.Dispose();

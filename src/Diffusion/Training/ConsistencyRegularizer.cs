@@ -45,15 +45,18 @@ public sealed class ConsistencyRegularizer(NoiseSchedule schedule, int maxSteps,
     }
 
     /// <summary>λ·R; the part "consistency" is R before λ.</summary>
-    public Tensor Loss(IDenoiser model, Tensor x0, Generator gen, IDictionary<string, double>? parts)
+    public Tensor Loss(IDenoiser model, Tensor x0, Generator gen, IDictionary<string, double>? parts, Tensor? labels = null)
     {
-        var r = Compute(model, x0, gen, out _);
+        var r = Compute(model, x0, gen, out _, labels);
         if (parts is not null) parts["consistency"] = r.item<float>();
         return Weight * r;
     }
 
-    /// <summary>R = MMD²(chain from q(x_head | A) run to tail, q(x_tail | B)); differentiable in the network's parameters.</summary>
-    public Tensor Compute(IDenoiser model, Tensor x0, Generator gen, out (int Head, int K, int Tail) steps)
+    /// <summary>
+    /// R = MMD²(chain from q(x_head | A) run to tail, q(x_tail | B)); differentiable in the network's parameters. For a
+    /// class-conditional model every step of A's chain is told A's labels (the first half of <paramref name="labels"/>).
+    /// </summary>
+    public Tensor Compute(IDenoiser model, Tensor x0, Generator gen, out (int Head, int K, int Tail) steps, Tensor? labels = null)
     {
         long n = x0.shape[0];
         if (n < 4) throw new UserError($"consistency regularisation needs a batch of at least 4 (two halves of at least 2), got {n}");
@@ -62,11 +65,12 @@ public sealed class ConsistencyRegularizer(NoiseSchedule schedule, int maxSteps,
         long half = n / 2;
         var a = x0.narrow(0, 0, half);
         var b = x0.narrow(0, half, n - half);
+        var labelsA = labels?.narrow(0, 0, half);
 
         var h = ForwardDraw.At(schedule, a, head, gen).Xt;
         for (int s = head; s > tail; s--)
         {
-            var (_, x0Hat) = model.EpsAndX0(h, schedule.Step(s, h));
+            var (_, x0Hat) = labelsA is null ? model.EpsAndX0(h, schedule.Step(s, h)) : model.EpsAndX0(h, schedule.Step(s, h), labelsA);
             h = schedule.AncestralStep(s, h, x0Hat, gen);
         }
         var y = ForwardDraw.At(schedule, b, tail, gen).Xt;

@@ -34,6 +34,13 @@ public sealed class DataOrder(Dataset data, int batchSize, long seed, bool horiz
         return idx;
     }
 
+    /// <summary>The labels of the examples of step <paramref name="s"/> (the data must have labels).</summary>
+    public Tensor BatchLabels(long s)
+    {
+        using var idx = tensor(BatchIndices(s), dtype: ScalarType.Int64);
+        return data.Labels!.index_select(0, idx);
+    }
+
     /// <summary>
     /// The examples of step <paramref name="s"/>; with horizontal flips on (images only), each is mirrored
     /// with probability ½, drawn from <paramref name="gen"/> (the training generator).

@@ -73,6 +73,12 @@ public sealed class Trainer : IDisposable
         schedule = cfg.Schedule.Build();
         data = dataset ?? DataSources.Load(cfg.Data);
         ownsData = dataset is null;
+        try { ClassConditioning.CheckData(cfg, data); }
+        catch
+        {
+            if (ownsData) data.Dispose();
+            throw;
+        }
         if (cfg.Train.BatchSize > data.Count && cfg.Train.BatchSize > 0)
             onMessage?.Invoke($"note: batch size {cfg.Train.BatchSize} exceeds the {data.Count} examples; batches repeat examples");
         objective = DiffusionObjective.From(cfg, schedule);
@@ -164,7 +170,8 @@ public sealed class Trainer : IDisposable
             using (var scope = NewDisposeScope())
             {
                 var x0 = order.Batch(step, gen);
-                var loss = objective.Loss(trainingDenoiser, x0, gen, objective.LogParts.Count == 0 ? null : parts);
+                var labels = cfg.Model.Conditional ? order.BatchLabels(step) : null;
+                var loss = objective.Loss(trainingDenoiser, x0, gen, objective.LogParts.Count == 0 ? null : parts, labels);
                 optimizer.zero_grad();
                 loss.backward();
                 gradNorm = nn.utils.clip_grad_norm_(parameters, cfg.Train.GradClip > 0 ? cfg.Train.GradClip : double.PositiveInfinity);
@@ -220,7 +227,10 @@ public sealed class Trainer : IDisposable
         ElapsedSeconds = elapsedSeconds;
     }
 
-    /// <summary>Draws <c>sample.n</c> samples from the EMA model with the configured sampler and a fixed seed, and writes them (PNG grid or scatter).</summary>
+    /// <summary>
+    /// Draws <c>sample.n</c> samples from the EMA model with the configured sampler and a fixed seed, and writes them (PNG
+    /// grid or scatter). A class-conditional model draws sample i of class i mod K (unguided), a grid column per class.
+    /// </summary>
     public Tensor WriteSamples(string path, SamplerProgress? progress)
     {
         var sampler = Samplers.Create(cfg.Sample, schedule, clipDefault: data.IsImage);
@@ -232,11 +242,19 @@ public sealed class Trainer : IDisposable
         {
             using var xT = randn(shape, generator: g);
             using var denoiser = DenoiserStack.ForSampling(cfg, ema.Shadow, cfg.Train.Seed + 12345, cfg.Sample);
-            samples = sampler.Sample(denoiser, xT, g, progress);
+            if (cfg.Model.Conditional)
+            {
+                var guided = new GuidedDenoiser(denoiser, 0); // not disposed: it would dispose the stack, which `using` does
+                using var labels = arange(cfg.Sample.N, dtype: ScalarType.Int64) % cfg.Model.NumClasses;
+                guided.Labels = labels;
+                samples = sampler.Sample(guided, xT, g, progress);
+            }
+            else samples = sampler.Sample(denoiser, xT, g, progress);
         }
         Tensor? reference = null;
         if (!data.IsImage) reference = data.Data.narrow(0, 0, Math.Min(2000, data.Count));
-        SampleOutput.Save(path, samples, reference, $"{cfg.Sample.N} samples, {cfg.Sample.Sampler} {cfg.Sample.Steps} steps, step {step}");
+        SampleOutput.Save(path, samples, reference, $"{cfg.Sample.N} samples, {cfg.Sample.Sampler} {cfg.Sample.Steps} steps, step {step}",
+                          cfg.Model.Conditional ? Math.Min(cfg.Model.NumClasses, cfg.Sample.N) : 0);
         return samples;
     }
 

@@ -139,9 +139,12 @@ public static class TrainingRun
         var say = callbacks?.Message;
         // The data first: a missing or damaged data file is the one error line, before the run says anything.
         using var data = DataSources.Load(cfg.Data);
+        ClassConditioning.CheckData(cfg, data); // and labels that cannot train the model asked for
         var remedies = cfg.ActiveRemedies();
         say?.Invoke($"train: data {cfg.Data.Spec}, model {cfg.Model.Type} ({cfg.Model.Prediction}), schedule {cfg.Schedule.Name} T={cfg.Schedule.Length}, {cfg.Train.Steps} steps of batch {cfg.Train.BatchSize}, seed {cfg.Train.Seed}, {get_num_threads()} threads → {runDir}");
         say?.Invoke($"train: remedies: {(remedies.Count == 0 ? "none (baseline)" : string.Join(", ", remedies))}");
+        if (cfg.Model.Conditional)
+            say?.Invoke($"train: class-conditional, {cfg.Model.NumClasses} classes{(cfg.Model.ClassNames is { } n ? $" ({string.Join(", ", n.Take(10))}{(n.Length > 10 ? ", …" : "")})" : "")}, label dropout {cfg.Train.LabelDropoutFor(cfg.Model)}");
         var wall = Stopwatch.StartNew();
         using var trainer = new Trainer(cfg, runDir, resume, data, onMessage: say, resumeFrom: resumeFrom);
         say?.Invoke($"train: {trainer.Data.Count} examples of shape [{string.Join(", ", trainer.Data.ExampleShape)}], {Models.ModelFactory.ParameterCount(trainer.Model):N0} parameters");

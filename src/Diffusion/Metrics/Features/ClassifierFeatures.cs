@@ -178,6 +178,21 @@ public sealed class ClassifierFeatures : IFeatureExtractor
         return correct / (double)data.Count;
     }
 
+    /// <summary>The class the classifier gives each image of <paramref name="x"/> (int64 [N]).</summary>
+    public long[] Classify(Tensor x)
+    {
+        CheckShape(x);
+        using var logits = Batched.Map(x, 512, b => net.call(b.to_type(ScalarType.Float32)), null);
+        using var pred = logits.argmax(1);
+        return pred.data<long>().ToArray();
+    }
+
+    private void CheckShape(Tensor x)
+    {
+        if (x.dim() != 4 || x.shape[1] != net.Channels || x.shape[2] != net.ImageHeight || x.shape[3] != net.ImageWidth)
+            throw new UserError($"{Name}: expected images of shape [N, {net.Channels}, {net.ImageHeight}, {net.ImageWidth}] like the dataset's, got [{string.Join(", ", x.shape)}]");
+    }
+
     public Tensor Extract(Tensor x, Action<long, long>? progress = null)
     {
         if (x.dim() != 4 || x.shape[1] != net.Channels || x.shape[2] != net.ImageHeight || x.shape[3] != net.ImageWidth)
