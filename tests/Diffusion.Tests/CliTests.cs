@@ -81,7 +81,7 @@ public class CliTests
         Assert.Equal(40, header.Step);
         // metrics.json: the same keys as ever; the total training time is the one the checkpoint saved.
         var metrics = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(run, "metrics.json")))!.AsObject();
-        Assert.Equal(["data", "remedies", "steps", "batch_size", "parameters", "threads", "train_seconds_total", "train_seconds_this_run",
+        Assert.Equal(["data", "remedies", "steps", "batch_size", "parameters", "threads", "precision", "train_seconds_total", "train_seconds_this_run",
                       "train_samples_per_second", "final_loss", "sampler", "samples", "sample_seconds", "wall_seconds_this_command"],
                      metrics.Select(kv => kv.Key));
         Assert.Equal(40, metrics["steps"]!.GetValue<long>());

@@ -120,11 +120,12 @@ public class TrainingTests
         var dir = TestUtil.TempDir("messages");
         var messages = new List<string>();
         using (var t = new Trainer(cfg, dir, resume: false, onMessage: messages.Add)) t.Run();
-        Assert.Equal(["note: batch size 256 exceeds the 100 examples; batches repeat examples"], messages);
+        // The MLP computes in float32 under the default (auto) precision, and the trainer says so.
+        Assert.Equal(["note: batch size 256 exceeds the 100 examples; batches repeat examples", "train: precision float32"], messages);
         messages.Clear();
         cfg.Train.Steps = 3;
         using (var t = new Trainer(cfg, dir, resume: true, onMessage: messages.Add)) t.Run();
-        Assert.Equal(["note: batch size 256 exceeds the 100 examples; batches repeat examples", $"resuming {dir} at step 2"], messages);
+        Assert.Equal(["note: batch size 256 exceeds the 100 examples; batches repeat examples", "train: precision float32", $"resuming {dir} at step 2"], messages);
     }
 
     [Fact]
