@@ -79,16 +79,19 @@ public static class Entry
         }
         catch (UsageError e)
         {
+            ProgressBar.StopAll();
             Console.Error.WriteLine($"error: {e.Message}");
             return 2;
         }
         catch (UserError e)
         {
+            ProgressBar.StopAll();
             Console.Error.WriteLine($"error: {e.Message}");
             return 1;
         }
         catch (Exception e) when (Environment.GetEnvironmentVariable("DIFFUSION_DEBUG") != "1")
         {
+            ProgressBar.StopAll();
             Console.Error.WriteLine($"error: internal error ({e.GetType().Name}: {e.Message.ReplaceLineEndings(" ")}); set DIFFUSION_DEBUG=1 for the stack trace");
             return 3;
         }
