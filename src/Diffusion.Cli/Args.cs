@@ -31,6 +31,8 @@ public sealed class Args
         var cmd = CommandLine.Declare(command, valueOptions, switchOptions);
         var parsed = cmd.Parse(list, CommandLine.ParserConfig);
 
+        // "--" ends the options for the library (and is dropped); here, as before, it is an argument like any other.
+        if (list.Contains("--")) Positionals.Add("--");
         // Tokens the declarations do not match: positionals, or an unknown option (named, with the library's suggestions).
         foreach (var t in parsed.UnmatchedTokens)
         {

@@ -11,6 +11,9 @@ namespace Diffusion.Cli;
 internal sealed class LiveProgress : ILiveProgress
 {
     private static readonly List<LiveProgress> Active = new();
+
+    // Ctrl-C: end the display (Spectre hides the cursor while it draws and shows it again when it ends).
+    static LiveProgress() => Console.CancelKeyPress += (_, _) => StopAll();
     private readonly ManualResetEventSlim ready = new(), finished = new();
     private readonly Thread thread;
     private ProgressTask? task;
