@@ -1,10 +1,16 @@
+using System.CommandLine;
+using System.CommandLine.Invocation;
+using System.CommandLine.Parsing;
 using System.Globalization;
 
 namespace Diffusion.Cli;
 
 /// <summary>
-/// A small, strict option parser: <c>--name value</c>, <c>--name=value</c>, repeatable options and
-/// boolean switches. Anything it was not told about is an error naming the option.
+/// A command's parsed options. The parsing is System.CommandLine's (<see cref="CommandLine.Declare"/> declares each
+/// command's options): <c>--name value</c>, <c>--name=value</c>, repeatable options and switches, with the library's
+/// typo suggestions for an unknown option. What this class adds is the project's convention for mistakes: one line
+/// naming the option, the same words as before the library (CliTests asserts them), and typed reads
+/// (<see cref="Int"/>, <see cref="Double"/>) whose errors quote the value.
 /// </summary>
 public sealed class Args
 {
@@ -17,30 +23,45 @@ public sealed class Args
     {
         this.command = command;
         var list = argv.ToList();
-        for (int i = 0; i < list.Count; i++)
+        // A switch given a value (--quiet=1): the library would split it into a switch and a stray argument.
+        foreach (var a in list)
+            if (a.StartsWith("--", StringComparison.Ordinal) && a.IndexOf('=') is int eq and > 2 && switchOptions.Contains(a[2..eq]))
+                throw new UsageError($"diffusion {command}: --{a[2..eq]} takes no value");
+
+        var cmd = CommandLine.Declare(command, valueOptions, switchOptions);
+        var parsed = cmd.Parse(list, CommandLine.ParserConfig);
+
+        // "--" ends the options for the library (and is dropped); here, as before, it is an argument like any other.
+        if (list.Contains("--")) Positionals.Add("--");
+        // Tokens the declarations do not match: positionals, or an unknown option (named, with the library's suggestions).
+        foreach (var t in parsed.UnmatchedTokens)
         {
-            string a = list[i];
-            if (!a.StartsWith("--", StringComparison.Ordinal) || a == "--")
+            if (t.StartsWith("--", StringComparison.Ordinal) && t != "--")
             {
-                Positionals.Add(a);
-                continue;
+                string name = t[2..];
+                int eq = name.IndexOf('=');
+                if (eq >= 0) name = name[..eq];
+                string hint = CommandLine.Suggestions(cmd, list);
+                throw new UsageError($"diffusion {command}: unknown option --{name} (see diffusion {command} --help){hint}");
             }
-            string name = a[2..];
-            string? inline = null;
-            int eq = name.IndexOf('=');
-            if (eq >= 0) { inline = name[(eq + 1)..]; name = name[..eq]; }
-            if (switchOptions.Contains(name))
-            {
-                if (inline is not null) throw new UsageError($"diffusion {command}: --{name} takes no value");
-                switches.Add(name);
-            }
-            else if (valueOptions.Contains(name))
-            {
-                string v = inline ?? (i + 1 < list.Count ? list[++i] : throw new UsageError($"diffusion {command}: --{name} needs a value"));
-                if (!values.TryGetValue(name, out var l)) values[name] = l = new List<string>();
-                l.Add(v);
-            }
-            else throw new UsageError($"diffusion {command}: unknown option --{name} (see diffusion {command} --help)");
+            Positionals.Add(t);
+        }
+        foreach (var e in parsed.Errors)
+        {
+            if (e.SymbolResult is OptionResult o && o.Tokens.Count == 0 && !o.Implicit)
+                throw new UsageError($"diffusion {command}: {o.Option.Name} needs a value");
+            if (e.SymbolResult is ArgumentResult { Parent: OptionResult po } && po.Tokens.Count == 0)
+                throw new UsageError($"diffusion {command}: {po.Option.Name} needs a value");
+        }
+        if (parsed.Errors.Count > 0)
+            throw new UsageError($"diffusion {command}: {parsed.Errors[0].Message.ReplaceLineEndings(" ")} (see diffusion {command} --help)");
+
+        foreach (var option in cmd.Options)
+        {
+            if (parsed.GetResult(option) is not OptionResult r || r.Implicit) continue;
+            string name = option.Name[2..];
+            if (option is Option<bool>) switches.Add(name);
+            else values[name] = r.Tokens.Select(t => t.Value).ToList();
         }
     }
 

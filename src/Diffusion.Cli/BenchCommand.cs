@@ -27,7 +27,7 @@ public static class BenchCommand
         Results go to FILE.json (default bench/results.json) and a table on stdout.
         """;
 
-    private static readonly string[] ValueOptions = ["configs", "precision", "train-steps", "sample-steps", "sample-batch", "memory-steps", "threads", "out"];
+    internal static readonly string[] ValueOptions = ["configs", "precision", "train-steps", "sample-steps", "sample-batch", "memory-steps", "threads", "out"];
 
     public static int Run(string[] argv)
     {

@@ -41,7 +41,7 @@ public static class DiagnoseCommand
 
     public static readonly string[] Names = ["exposure-bias", "x0-bias", "lipschitz", "error-propagation", "mixture-steps"];
 
-    private static readonly string[] ValueOptions = ["checkpoint", "model", "label", "out", "n", "steps", "sampler", "grid-points", "seed", "delta",
+    internal static readonly string[] ValueOptions = ["checkpoint", "model", "label", "out", "n", "steps", "sampler", "grid-points", "seed", "delta",
         "permutations", "mixture-steps", "data", "weights", "batch-size", "threads"];
 
     public static int Run(string[] argv)

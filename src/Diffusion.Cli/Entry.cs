@@ -19,6 +19,8 @@ public static class Entry
           diagnose measure exposure bias, x0 bias, Lipschitz in t, error propagation, mixture steps
           export   write a run's EMA weights as safetensors (with its config) for PyTorch tools
           bench    training and sampling throughput of the reference UNet configs
+
+        Shell completion: source <(diffusion completion bash). A mistyped option or command gets a suggestion.
         """;
 
     public static int Run(string[] args)
@@ -27,6 +29,24 @@ public static class Entry
         {
             Console.WriteLine(Usage);
             return args.Length == 0 ? 2 : 0;
+        }
+        // Shell completion: the library's [suggest:POS] directive over the whole command tree, and a script that calls it.
+        if (args[0].StartsWith("[suggest", StringComparison.Ordinal))
+        {
+            var parsed = CommandLine.Root().Parse(args, CommandLine.ParserConfig);
+            parsed.InvocationConfiguration.Output = Console.Out;
+            parsed.InvocationConfiguration.Error = Console.Error;
+            return parsed.Invoke(parsed.InvocationConfiguration);
+        }
+        if (args[0] == "completion")
+        {
+            if (args.Length != 2 || args[1] != "bash")
+            {
+                Console.Error.WriteLine("error: diffusion completion: expected the shell: diffusion completion bash");
+                return 2;
+            }
+            Console.WriteLine(CommandLine.BashScript);
+            return 0;
         }
         string command = args[0];
         string[] rest = args[1..];
@@ -44,7 +64,8 @@ public static class Entry
         };
         if (run is null)
         {
-            Console.Error.WriteLine($"error: unknown command '{command}'; expected train, sample, merge, eval, diagnose, export or bench (diffusion --help)");
+            string hint = CommandLine.Suggestions(CommandLine.Root(), [command]);
+            Console.Error.WriteLine($"error: unknown command '{command}'; expected train, sample, merge, eval, diagnose, export or bench (diffusion --help){hint}");
             return 2;
         }
         if (rest.Any(a => a is "-h" or "--help"))
@@ -58,16 +79,19 @@ public static class Entry
         }
         catch (UsageError e)
         {
+            ProgressBar.StopAll();
             Console.Error.WriteLine($"error: {e.Message}");
             return 2;
         }
         catch (UserError e)
         {
+            ProgressBar.StopAll();
             Console.Error.WriteLine($"error: {e.Message}");
             return 1;
         }
         catch (Exception e) when (Environment.GetEnvironmentVariable("DIFFUSION_DEBUG") != "1")
         {
+            ProgressBar.StopAll();
             Console.Error.WriteLine($"error: internal error ({e.GetType().Name}: {e.Message.ReplaceLineEndings(" ")}); set DIFFUSION_DEBUG=1 for the stack trace");
             return 3;
         }

@@ -60,10 +60,10 @@ public static class EvalCommand
         a mode, the modes covered and the mean log-likelihood under the true mixture.
         """;
 
-    private static readonly string[] ValueOptions = ["samples", "reference", "features", "metrics", "format", "save-reference", "n", "reference-n",
+    internal static readonly string[] ValueOptions = ["samples", "reference", "features", "metrics", "format", "save-reference", "n", "reference-n",
         "inception-weights", "classifier-cache", "data-dir", "kid-subsets", "kid-subset-size", "k", "mmd-n", "seed", "batch-size", "threads",
         "shard", "save-partial"];
-    private static readonly string[] SwitchOptions = ["quiet", "merge", "labels"];
+    internal static readonly string[] SwitchOptions = ["quiet", "merge", "labels"];
 
     public static int Run(string[] argv)
     {

@@ -17,7 +17,7 @@ public static class ExportCommand
           --format F          safetensors (the only format)
         """;
 
-    private static readonly string[] ValueOptions = ["checkpoint", "out", "format"];
+    internal static readonly string[] ValueOptions = ["checkpoint", "out", "format"];
 
     public static int Run(string[] argv)
     {

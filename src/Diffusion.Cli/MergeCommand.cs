@@ -16,9 +16,12 @@ public static class MergeCommand
         FILE.npz is a part of the whole run (manifest with S = 1), which diffusion eval reads like an .npy.
         """;
 
+    internal static readonly string[] ValueOptions = ["out"];
+    internal static readonly string[] SwitchOptions = ["quiet"];
+
     public static int Run(string[] argv)
     {
-        var a = new Args("merge", argv, ["out"], ["quiet"]);
+        var a = new Args("merge", argv, ValueOptions, SwitchOptions);
         string outPath = a.Require("out", "FILE.npy|FILE.png|FILE.npz");
         string ext = Path.GetExtension(outPath).ToLowerInvariant();
         if (ext != ".npy" && ext != ".png" && ext != ".npz") throw new UsageError($"diffusion merge: --out {outPath}: expected a .npy, .png or .npz file");

@@ -79,11 +79,19 @@ public static class SampleCommand
     private static readonly string[] CommonValues = ["checkpoint", "model", "out", "sampler", "steps", "n", "seed", "init-noise", "dtype", "batch-size", "weights", "precision", "threads",
                                                      "eps-scale-b", "eps-scale-k", "shard", "class", "guidance"];
 
-    public static int Run(string[] argv)
+    /// <summary>The options: the common ones and every sampler's, from the registry (a switch S also as --no-S).</summary>
+    internal static (IReadOnlyCollection<string> Values, IReadOnlyCollection<string> Switches) Options()
     {
         var options = Samplers.AllOptions();
         var switches = options.Where(o => o.Option.IsSwitch).SelectMany(o => new[] { o.Option.Key, "no-" + o.Option.Key }).Concat(["clip", "no-clip", "quiet"]).ToArray();
-        var a = new Args("sample", argv, CommonValues.Concat(options.Where(o => !o.Option.IsSwitch).Select(o => o.Option.Key)).ToArray(), switches);
+        return (CommonValues.Concat(options.Where(o => !o.Option.IsSwitch).Select(o => o.Option.Key)).ToArray(), switches);
+    }
+
+    public static int Run(string[] argv)
+    {
+        var options = Samplers.AllOptions();
+        var (valueOptions, switches) = Options();
+        var a = new Args("sample", argv, valueOptions, switches);
         a.NoPositionals();
         string outPath = a.Require("out", "FILE.png|FILE.npy|PART.npz");
         string ext = Path.GetExtension(outPath).ToLowerInvariant();

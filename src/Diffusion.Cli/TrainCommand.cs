@@ -44,9 +44,9 @@ public static class TrainCommand
           --quiet             no progress bar
         """;
 
-    private static readonly string[] ValueOptions = ["config", "set", "remedy", "data", "data-dir", "steps", "seed", "out", "threads", "init-weights", "resume-from", "precision"];
+    internal static readonly string[] ValueOptions = ["config", "set", "remedy", "data", "data-dir", "steps", "seed", "out", "threads", "init-weights", "resume-from", "precision"];
 
-    private static readonly string[] SwitchOptions = ["resume", "force", "quiet"];
+    internal static readonly string[] SwitchOptions = ["resume", "force", "quiet"];
 
     // --precision P is train.precision=P, after any --set.
     private static List<string> Sets(Args a)
