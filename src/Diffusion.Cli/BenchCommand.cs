@@ -22,8 +22,8 @@ public static class BenchCommand
         the same run. FLOPs are counted per layer (convolutions, linear layers, attention products; a
         training step counted as 3× the forward). --precision: float32, bf16-mixed or both, comma-
         separated (default: both where the CPU has native bfloat16, else float32). --memory-steps N
-        (default 0 = skip): also trains the first config N steps in the first precision and reports the
-        peak resident memory after N/2 and N steps. Data is random: the cost does not depend on it.
+        (default 0 = skip): first trains the first config N steps in the first precision and reports the
+        process's peak resident memory after N/2 and N steps. Data is random: the cost does not depend on it.
         Results go to FILE.json (default bench/results.json) and a table on stdout.
         """;
 
@@ -45,6 +45,13 @@ public static class BenchCommand
             .Select(p => Precisions.Parse(p, "bench --precision")).Distinct().ToList();
         if (precisions.Count == 0) throw new UsageError("bench --precision: expected float32, bf16-mixed or both, comma-separated");
 
+        // The memory run comes first, so that the process's peak resident set is its own (not a larger config's).
+        JsonObject? memory = null;
+        if (memorySteps > 0)
+        {
+            memory = ThroughputBenchmark.MemoryRun(names[0], precisions[0], memorySteps, Console.Error.WriteLine);
+            Console.WriteLine($"memory ({names[0]}, {Precisions.Name(precisions[0])}, {memorySteps} steps): peak RSS {memory["peak_rss_mib_at_half"]} MiB after half, {memory["peak_rss_mib_at_end"]} MiB at the end ({memory["growth_second_half_percent"]} %)");
+        }
         double mmF32 = ThroughputBenchmark.MatmulGflops(ScalarType.Float32);
         double mmBf16 = ThroughputBenchmark.MatmulGflops(ScalarType.BFloat16);
         Console.WriteLine($"matmul 2048³: float32 {mmF32:F0} GFLOP/s, bfloat16 {mmBf16:F0} GFLOP/s");
@@ -57,12 +64,6 @@ public static class BenchCommand
                 results.Add(r);
                 Console.WriteLine($"{name,-9} {r.Precision,-10} {string.Join("x", r.Shape),-9} {r.Parameters,10:N0} {r.ForwardFlopsPerExample / 1e9,10:F3} {r.TrainSamplesPerSecond,12:F1} {r.TrainGflops,14:F1} {r.SampleSamplesPerSecond,13:F2} {r.SampleEvaluationsPerSecond,9:F0} {r.SampleGflops,15:F1}");
             }
-        JsonObject? memory = null;
-        if (memorySteps > 0)
-        {
-            memory = ThroughputBenchmark.MemoryRun(names[0], precisions[0], memorySteps, Console.Error.WriteLine);
-            Console.WriteLine($"memory ({names[0]}, {Precisions.Name(precisions[0])}, {memorySteps} steps): peak RSS {memory["peak_rss_mib_at_half"]} MiB after half, {memory["peak_rss_mib_at_end"]} MiB at the end ({memory["growth_second_half_percent"]} %)");
-        }
         Util.AtomicFile.WriteAllText(outPath, ThroughputBenchmark.Document(results, mmF32, mmBf16, memory).ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
         Console.WriteLine($"wrote {outPath}");
         return 0;
