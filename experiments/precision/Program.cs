@@ -85,5 +85,5 @@ foreach (var f in Directory.GetFiles(outDir, "*.json").Order())
 {
     var d = JsonNode.Parse(File.ReadAllText(f))!;
     var e = d["eval"]!;
-    Console.WriteLine($"| {d["run"]} | {d["train"]!["train_samples_per_second"]} | {d["train"]!["final_loss"]} | {e["fid"]?["value"] ?? e["fid"]} | {e["kid"]?["mean"] ?? e["kid"]} | {e["precision"]?["value"] ?? e["precision"]} | {e["recall"]?["value"] ?? e["recall"]} |");
+    Console.WriteLine($"| {d["run"]} | {d["train"]!["train_samples_per_second"]} | {d["train"]!["final_loss"]} | {e["fid"]} | {e["kid"]} ± {e["kid_std"]} | {e["precision"]} | {e["recall"]} |");
 }
