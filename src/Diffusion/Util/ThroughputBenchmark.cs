@@ -46,34 +46,17 @@ public static class ThroughputBenchmark
 {
     public static ThroughputResult Measure(string configName, Precision precision = Models.Precision.Float32, int trainSteps = 5, int sampleSteps = 20, int sampleBatch = 64)
     {
-        var cfg = ConfigLoader.FromTree(ConfigLoader.EmbeddedTree(configName), $"built-in config {configName}");
-        if (cfg.Model.Type != "unet") throw new UserError($"bench: config {configName} is not a UNet config");
-        long[] shape = ShapeOf(cfg);
-        manual_seed(0);
-        using var net = ModelFactory.Create(cfg.Model, shape);
-        net.Precision = precision;
+        using var run = new BenchTraining(configName, precision);
+        var (cfg, shape, net, den) = (run.Config, run.Shape, run.Net, run.Denoiser);
         double fwdFlops = FlopCounter.ForwardFlopsPerExample(net);
         int batch = cfg.Train.BatchSize;
-        var prediction = Parameterization.Parse(cfg.Model.Prediction);
 
-        // Training: full steps (forward, backward, clipping, AdamW).
-        net.train();
-        using var opt = optim.AdamW(net.parameters(), cfg.Train.Lr, weight_decay: cfg.Train.WeightDecay);
-        var objective = new DiffusionObjective(cfg.Schedule.Build(), prediction);
-        using var den = new NetworkDenoiser(net, prediction);
-        using var gen = new Generator(0);
-        var parms = net.parameters().ToList();
+        // Training: full steps (forward, backward, clipping, AdamW), after two warm-up steps.
         double trainSeconds = 0;
         for (int i = 0; i < trainSteps + 2; i++)
         {
             var sw = Stopwatch.StartNew();
-            using var scope = NewDisposeScope();
-            var x0 = rand(new long[] { batch }.Concat(shape).ToArray(), generator: gen) * 2 - 1;
-            var loss = objective.Loss(den, x0, gen);
-            opt.zero_grad();
-            loss.backward();
-            nn.utils.clip_grad_norm_(parms, 1.0);
-            opt.step();
+            run.Step();
             if (i >= 2) trainSeconds += sw.Elapsed.TotalSeconds;
         }
 
@@ -92,6 +75,58 @@ public static class ThroughputBenchmark
         }
         return new ThroughputResult(configName, Precisions.Name(precision), shape, ModelFactory.ParameterCount(net), fwdFlops, batch, trainSteps, trainSteps * batch / trainSeconds,
                                     sampleBatch, sampleSteps, sampleBatch / sampleSeconds, sampleBatch * (double)sampleSteps / sampleSeconds);
+    }
+
+    /// <summary>
+    /// A built-in UNet config's network (seeded, in <paramref name="precision"/>) with AdamW and the ε-objective on random
+    /// data in [−1, 1]: what both the throughput and the memory measurements train.
+    /// </summary>
+    private sealed class BenchTraining : IDisposable
+    {
+        public RunConfig Config { get; }
+        public long[] Shape { get; }
+        public DenoiserNetwork Net { get; }
+        public NetworkDenoiser Denoiser { get; }
+        private readonly optim.Optimizer opt;
+        private readonly DiffusionObjective objective;
+        private readonly Generator gen = new(0);
+        private readonly List<TorchSharp.Modules.Parameter> parms;
+
+        public BenchTraining(string configName, Precision precision)
+        {
+            Config = ConfigLoader.FromTree(ConfigLoader.EmbeddedTree(configName), $"built-in config {configName}");
+            if (Config.Model.Type != "unet") throw new UserError($"bench: config {configName} is not a UNet config");
+            Shape = ShapeOf(Config);
+            manual_seed(0);
+            Net = ModelFactory.Create(Config.Model, Shape);
+            Net.Precision = precision;
+            Net.train();
+            var prediction = Parameterization.Parse(Config.Model.Prediction);
+            opt = optim.AdamW(Net.parameters(), Config.Train.Lr, weight_decay: Config.Train.WeightDecay);
+            objective = new DiffusionObjective(Config.Schedule.Build(), prediction);
+            Denoiser = new NetworkDenoiser(Net, prediction);
+            parms = Net.parameters().ToList();
+        }
+
+        /// <summary>One full step: forward, backward, gradient clipping at 1, AdamW.</summary>
+        public void Step()
+        {
+            using var scope = NewDisposeScope();
+            var x0 = rand(new long[] { Config.Train.BatchSize }.Concat(Shape).ToArray(), generator: gen) * 2 - 1;
+            var loss = objective.Loss(Denoiser, x0, gen);
+            opt.zero_grad();
+            loss.backward();
+            nn.utils.clip_grad_norm_(parms, 1.0);
+            opt.step();
+        }
+
+        public void Dispose()
+        {
+            Denoiser.Dispose();
+            opt.Dispose();
+            gen.Dispose();
+            Net.Dispose();
+        }
     }
 
     /// <summary>The example shape of a built-in UNet config: its data's (28×28 greyscale for the Fashion-MNIST configs, the configured size and RGB otherwise).</summary>
@@ -123,30 +158,12 @@ public static class ThroughputBenchmark
     /// </summary>
     public static JsonObject MemoryRun(string configName, Precision precision, int steps, Action<string>? progress = null)
     {
-        var cfg = ConfigLoader.FromTree(ConfigLoader.EmbeddedTree(configName), $"built-in config {configName}");
-        long[] shape = ShapeOf(cfg);
-        manual_seed(0);
-        using var net = ModelFactory.Create(cfg.Model, shape);
-        net.Precision = precision;
-        net.train();
-        using var opt = optim.AdamW(net.parameters(), cfg.Train.Lr, weight_decay: cfg.Train.WeightDecay);
-        var objective = new DiffusionObjective(cfg.Schedule.Build(), Parameterization.Parse(cfg.Model.Prediction));
-        using var den = new NetworkDenoiser(net, Parameterization.Parse(cfg.Model.Prediction));
-        using var gen = new Generator(0);
-        var parms = net.parameters().ToList();
+        using var run = new BenchTraining(configName, precision);
         long half = 0;
         var sw = Stopwatch.StartNew();
         for (int i = 1; i <= steps; i++)
         {
-            using (var scope = NewDisposeScope())
-            {
-                var x0 = rand(new long[] { cfg.Train.BatchSize }.Concat(shape).ToArray(), generator: gen) * 2 - 1;
-                var loss = objective.Loss(den, x0, gen);
-                opt.zero_grad();
-                loss.backward();
-                nn.utils.clip_grad_norm_(parms, 1.0);
-                opt.step();
-            }
+            run.Step();
             if (i == steps / 2) half = PeakResidentBytes();
             if (i % 100 == 0) progress?.Invoke($"memory run: step {i}/{steps}, peak RSS {PeakResidentBytes() / 1048576.0:F0} MiB, {i / sw.Elapsed.TotalSeconds:F2} steps/s");
         }
