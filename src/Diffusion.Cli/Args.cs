@@ -19,16 +19,17 @@ public sealed class Args
     private readonly HashSet<string> switches = new();
     public List<string> Positionals { get; } = new();
 
-    public Args(string command, IEnumerable<string> argv, IReadOnlyCollection<string> valueOptions, IReadOnlyCollection<string> switchOptions)
+    public Args(string command, IEnumerable<string> argv, IReadOnlyList<OptionSpec> options)
     {
         this.command = command;
         var list = argv.ToList();
+        var switchOptions = options.Where(o => o.Kind != OptionKind.Value).SelectMany(o => o.ParserNames).ToHashSet();
         // A switch given a value (--quiet=1): the library would split it into a switch and a stray argument.
         foreach (var a in list)
             if (a.StartsWith("--", StringComparison.Ordinal) && a.IndexOf('=') is int eq and > 2 && switchOptions.Contains(a[2..eq]))
                 throw new UsageError($"diffusion {command}: --{a[2..eq]} takes no value");
 
-        var cmd = CommandLine.Declare(command, valueOptions, switchOptions);
+        var cmd = CommandLine.Declare(command, options);
         var parsed = cmd.Parse(list, CommandLine.ParserConfig);
 
         // "--" ends the options for the library (and is dropped); here, as before, it is an argument like any other.

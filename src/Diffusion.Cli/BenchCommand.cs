@@ -11,27 +11,41 @@ namespace Diffusion.Cli;
 
 public static class BenchCommand
 {
-    public const string Help = """
+    /// <summary>The options, in the order the help lists them.</summary>
+    internal static readonly IReadOnlyList<OptionSpec> Options =
+    [
+        OptionSpec.Value("configs", "LIST", "the configs to measure, comma-separated (default image28,image32)"),
+        OptionSpec.Value("precision", "LIST", """
+            float32, bf16-mixed or both, comma-separated (default: both where the CPU has native
+            bfloat16, else float32)
+            """),
+        OptionSpec.Value("train-steps", "N", "training steps measured per config and precision (default 5)"),
+        OptionSpec.Value("sample-steps", "N", "DDIM steps of the sampling measurement (default 20)"),
+        OptionSpec.Value("sample-batch", "B", "samples per batch of the sampling measurement (default 64)"),
+        OptionSpec.Value("memory-steps", "N", """
+            first trains the first config N steps in the first precision and reports the process's
+            peak resident memory after N/2 and N steps (default 0: skip)
+            """),
+        OptionSpec.Value("threads", "N", "libtorch CPU threads (default: libtorch's)"),
+        OptionSpec.Value("out", "FILE.json", "where the results go (default bench/results.json)"),
+    ];
+
+    public static HelpPage Help => new("""
         diffusion bench [--configs image28,image32] [--precision float32,bf16-mixed] [--train-steps N]
                         [--sample-steps N] [--sample-batch B] [--memory-steps N] [--threads N] [--out FILE.json]
-
+        """, """
         Measures, for the reference UNet configs (image28, image32, demo) and each precision, training
         throughput (samples/s for full AdamW steps at the config's batch size) and sampling throughput
         (DDIM with --sample-steps steps, samples/s and network evaluations/s), with the achieved GFLOP/s
         and, as the yardstick, the GFLOP/s of a 2048³ float32 (and bfloat16) matrix product measured in
         the same run. FLOPs are counted per layer (convolutions, linear layers, attention products; a
-        training step counted as 3× the forward). --precision: float32, bf16-mixed or both, comma-
-        separated (default: both where the CPU has native bfloat16, else float32). --memory-steps N
-        (default 0 = skip): first trains the first config N steps in the first precision and reports the
-        process's peak resident memory after N/2 and N steps. Data is random: the cost does not depend on it.
+        training step counted as 3× the forward). Data is random: the cost does not depend on it.
         Results go to FILE.json (default bench/results.json) and a table on stdout.
-        """;
-
-    internal static readonly string[] ValueOptions = ["configs", "precision", "train-steps", "sample-steps", "sample-batch", "memory-steps", "threads", "out"];
+        """, Options);
 
     public static int Run(string[] argv)
     {
-        var a = new Args("bench", argv, ValueOptions, []);
+        var a = new Args("bench", argv, Options);
         a.NoPositionals();
         if (a.Int("threads", 1) is int th) torch.set_num_threads(th);
         int trainSteps = a.Int("train-steps", 1) ?? 5;

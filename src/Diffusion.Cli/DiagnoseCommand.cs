@@ -6,47 +6,70 @@ namespace Diffusion.Cli;
 
 public static class DiagnoseCommand
 {
-    public const string Help = """
+    /// <summary>The diagnostics: each one's name (the command's argument) and what it measures.</summary>
+    public static readonly IReadOnlyList<(string Name, string Help)> Kinds =
+    [
+        ("exposure-bias", """
+            ε-norm gap per t between generated chains and forward samples, and the
+            reconstruction error from x_t at t = 0.01T, 0.1T, 0.6T, T−1 (DDPM and DDIM)
+            """),
+        ("x0-bias", "per-t mean error, bias size and MSE of x̂0 on held-out data"),
+        ("lipschitz", "K(t) = E‖ε̂(x_t,t) − ε̂(x_t,t−Δ)‖/Δ on a grid dense near 0 (log scale)"),
+        ("error-propagation", """
+            MMD² between the chain's x̂_t and forward samples q(x_t) at each t, with its
+            permutation null range
+            """),
+        ("mixture-steps", """
+            mixture scores (within 3σ, modes covered, log-likelihood) as the backward
+            steps fall (vector data from a known Gaussian mixture)
+            """),
+    ];
+
+    public static IReadOnlyList<string> Names => Kinds.Select(d => d.Name).ToList();
+
+    /// <summary>The options, in the order the help lists them.</summary>
+    internal static readonly IReadOnlyList<OptionSpec> Options =
+    [
+        OptionSpec.Value("checkpoint", "RUN", "a run folder or checkpoint file (EMA weights unless --weights model)"),
+        OptionSpec.Value("model", "gmm:SPEC", "the exact denoiser of a Gaussian mixture (its answers are known)"),
+        OptionSpec.Value("label", "NAME", "a model's label in the plot, one per model in their order (default: the run folder's name)"),
+        OptionSpec.Value("out", "DIR", "output folder (default diagnostics/NAME)"),
+        OptionSpec.Value("n", "N", "examples/chains per model (default 1000 for vectors, 128 for images)"),
+        OptionSpec.Value("steps", "S", "backward steps of the chains, respaced (default 100)"),
+        OptionSpec.Value("sampler", null, "ddpm (ancestral, default) or ddim (η = 0) for the chains", ["ddpm", "ddim"]),
+        OptionSpec.Value("grid-points", "G", "points of the time grid, dense near 0 (default 25)"),
+        OptionSpec.Value("seed", "S", "seed of every random draw (default 0)"),
+        OptionSpec.Value("delta", "D", "Δ of the Lipschitz probe in steps (default 1)"),
+        OptionSpec.Value("permutations", "P", "permutations for the MMD null range (default 100)"),
+        OptionSpec.Value("mixture-steps", "LIST", $"the backward step counts of mixture-steps, comma-separated (default {string.Join(",", MixtureSteps.DefaultSteps)})"),
+        OptionSpec.Value("data", "SPEC", """
+            held-out data instead of the default (the test split of fashion-mnist,
+            another seed of toy data, fresh draws of a known mixture)
+            """),
+        OptionSpec.Value("weights", null, "ema (default) or model (the raw training weights) of each --checkpoint", ["ema", "model"]),
+        OptionSpec.Value("batch-size", "B", "examples per forward pass (default 256)"),
+        OptionSpec.Value("threads", "N", "libtorch CPU threads (default: libtorch's)"),
+    ];
+
+    public static HelpPage Help => new("""
         diffusion diagnose exposure-bias|x0-bias|lipschitz|error-propagation|mixture-steps
                            (--checkpoint RUN [--checkpoint RUN2 …] | --model gmm:SPEC.json …) [--label NAME …]
                            [--out DIR] [--n N] [--steps S] [--sampler ddpm|ddim] [--grid-points G] [--seed S]
                            [--delta D] [--permutations P] [--mixture-steps 1000,100,20,10,5] [--data SPEC]
                            [--weights ema|model] [--batch-size B] [--threads N]
-
+        """, """
         Measures the problem each remedy targets (see METHODS.md) and writes NAME.csv, NAME.json and
         NAME.png into --out (default diagnostics/NAME). Several models (any mix of --checkpoint and
         --model, in order) are overlaid in one plot, labelled by --label (in the same order) or by the
         run folder's name.
-
-          exposure-bias      ε-norm gap per t between generated chains and forward samples, and the
-                             reconstruction error from x_t at t = 0.01T, 0.1T, 0.6T, T−1 (DDPM and DDIM)
-          x0-bias            per-t mean error, bias size and MSE of x̂0 on held-out data
-          lipschitz          K(t) = E‖ε̂(x_t,t) − ε̂(x_t,t−Δ)‖/Δ on a grid dense near 0 (log scale)
-          error-propagation  MMD² between the chain's x̂_t and forward samples q(x_t) at each t, with its
-                             permutation null range
-          mixture-steps      mixture scores (within 3σ, modes covered, log-likelihood) as the backward
-                             steps fall (vector data from a known Gaussian mixture)
-
-          --checkpoint RUN   a run folder or checkpoint file (EMA weights unless --weights model)
-          --model gmm:SPEC   the exact denoiser of a Gaussian mixture (its answers are known)
-          --n N              examples/chains per model (default 1000 for vectors, 128 for images)
-          --steps S          backward steps of the chains, respaced (default 100)
-          --sampler          ddpm (ancestral, default) or ddim (η = 0) for the chains
-          --grid-points G    points of the time grid, dense near 0 (default 25)
-          --delta D          Δ of the Lipschitz probe in steps (default 1)
-          --permutations P   permutations for the MMD null range (default 100)
-          --data SPEC        held-out data instead of the default (the test split of fashion-mnist,
-                             another seed of toy data, fresh draws of a known mixture)
-        """;
-
-    public static readonly string[] Names = ["exposure-bias", "x0-bias", "lipschitz", "error-propagation", "mixture-steps"];
-
-    internal static readonly string[] ValueOptions = ["checkpoint", "model", "label", "out", "n", "steps", "sampler", "grid-points", "seed", "delta",
-        "permutations", "mixture-steps", "data", "weights", "batch-size", "threads"];
+        """, Options)
+    {
+        Before = HelpText.Entries(Kinds),
+    };
 
     public static int Run(string[] argv)
     {
-        var a = new Args("diagnose", argv, ValueOptions, []);
+        var a = new Args("diagnose", argv, Options);
         if (a.Positionals.Count != 1 || !Names.Contains(a.Positionals[0]))
             throw new UsageError($"diffusion diagnose: expected one diagnostic name: {string.Join(", ", Names)}");
         string name = a.Positionals[0];

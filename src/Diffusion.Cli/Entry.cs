@@ -7,27 +7,11 @@ namespace Diffusion.Cli;
 /// </summary>
 public static class Entry
 {
-    public const string Usage = """
-        diffusion — train, sample and benchmark denoising diffusion models (TorchSharp, CPU)
-
-        usage: diffusion <command> [options]      (diffusion <command> --help for its options)
-
-          train    train a model on toy, image or array data; writes a run folder
-          sample   draw samples from a checkpoint or from an exact Gaussian-mixture model
-          merge    join the parts of a sharded sampling run (sample --shard k/S) in index order
-          eval     score samples against reference data: FID, KID, precision/recall, MMD
-          diagnose measure exposure bias, x0 bias, Lipschitz in t, error propagation, mixture steps
-          export   write a run's EMA weights as safetensors (with its config) for PyTorch tools
-          bench    training and sampling throughput of the reference UNet configs
-
-        Shell completion: source <(diffusion completion bash). A mistyped option or command gets a suggestion.
-        """;
-
     public static int Run(string[] args)
     {
         if (args.Length == 0 || args[0] is "-h" or "--help" or "help")
         {
-            Console.WriteLine(Usage);
+            Console.WriteLine(CommandLine.Usage());
             return args.Length == 0 ? 2 : 0;
         }
         // Shell completion: the library's [suggest:POS] directive over the whole command tree, and a script that calls it.
@@ -51,31 +35,21 @@ public static class Entry
         string command = args[0];
         string[] rest = args[1..];
         Util.NativeAllocator.Tune(); // reuse freed tensor memory instead of page-faulting it afresh (see NativeAllocator)
-        (Func<string[], int> run, string help) = command switch
-        {
-            "train" => ((Func<string[], int>)TrainCommand.Run, TrainCommand.Help),
-            "sample" => (SampleCommand.Run, SampleCommand.Help),
-            "merge" => (MergeCommand.Run, MergeCommand.Help),
-            "bench" => (BenchCommand.Run, BenchCommand.Help),
-            "eval" => (EvalCommand.Run, EvalCommand.Help),
-            "diagnose" => (DiagnoseCommand.Run, DiagnoseCommand.Help),
-            "export" => (ExportCommand.Run, ExportCommand.Help),
-            _ => (null!, ""),
-        };
-        if (run is null)
+        var cmd = CommandLine.Commands.FirstOrDefault(c => c.Name == command);
+        if (cmd is null)
         {
             string hint = CommandLine.Suggestions(CommandLine.Root(), [command]);
-            Console.Error.WriteLine($"error: unknown command '{command}'; expected train, sample, merge, eval, diagnose, export or bench (diffusion --help){hint}");
+            Console.Error.WriteLine($"error: unknown command '{command}'; expected {CommandLine.CommandList} (diffusion --help){hint}");
             return 2;
         }
         if (rest.Any(a => a is "-h" or "--help"))
         {
-            Console.WriteLine(help);
+            Console.WriteLine(cmd.Help().Render());
             return 0;
         }
         try
         {
-            return run(rest);
+            return cmd.Run(rest);
         }
         catch (UsageError e)
         {

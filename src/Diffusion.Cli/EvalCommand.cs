@@ -8,7 +8,63 @@ namespace Diffusion.Cli;
 
 public static class EvalCommand
 {
-    public const string Help = """
+    /// <summary>The options, in the order the help lists them.</summary>
+    internal static readonly IReadOnlyList<OptionSpec> Options =
+    [
+        OptionSpec.Value("samples", null, """
+            an .npy array (N×D vectors or N×C×H×W images in [−1, 1], as diffusion sample
+            writes), a folder of .npy files or of PNG/JPEG images, or a data spec
+            (e.g. fashion-mnist, for the real-versus-real baseline)
+            """),
+        OptionSpec.Value("reference", null, """
+            a data spec (toy:gmm-grid, gmm:SPEC.json, fashion-mnist:test, images:DIR, npy:FILE, …)
+            or reference statistics saved with --save-reference (pytorch-fid's .npz
+            statistics work for FID)
+            """),
+        OptionSpec.Value("features", null, """
+            inception-fid: the FID Inception-v3 (needs --inception-weights);
+            classifier:fashion-mnist | classifier:mnist: the project's small CNN, trained on
+            first use and cached; raw: the vectors themselves. Default: classifier for
+            fashion-mnist/mnist, inception-fid for other images, raw for vectors
+            """, ["inception-fid", "classifier:fashion-mnist", "classifier:mnist", "raw"]),
+        OptionSpec.Value("metrics", null, """
+            any of fid, kid (unbiased, cubic kernel, subsets), pr (precision/recall, k-NN),
+            mmd (unbiased MMD², RBF kernels) — default all
+            """),
+        OptionSpec.Value("format", null, "text (default) or json (one JSON object on stdout)", ["text", "json"]),
+        OptionSpec.Value("save-reference", null, "also save the reference's features and statistics to reuse as --reference"),
+        OptionSpec.Value("n", "N", """
+            use the first N samples (default all); of a data spec, a random
+            subset of N drawn with --seed (data files may be sorted by class)
+            """),
+        OptionSpec.Value("reference-n", "N", "use at most N reference examples, a random subset (default 10000)"),
+        OptionSpec.Value("inception-weights", null, """
+            pytorch-fid's pt_inception-2015-12-05-6726825d.pth as it is, or FILE.npz
+            converted from it (or the DIFFUSION_INCEPTION_WEIGHTS environment variable)
+            """),
+        OptionSpec.Value("classifier-cache", "DIR", "where classifier weights are cached (default .data/classifiers)"),
+        OptionSpec.Value("data-dir", "DIR", "folder of a data spec's files (Fashion-MNIST IDX, mnist digits)"),
+        OptionSpec.Value("kid-subsets", "S", "KID's number of subsets (default 100)"),
+        OptionSpec.Value("kid-subset-size", "M", "KID's rows per subset (default 1000)"),
+        OptionSpec.Value("k", "K", "neighbours for precision/recall (default 3)"),
+        OptionSpec.Value("mmd-n", "N", "rows of each set used for MMD² (default 2000)"),
+        OptionSpec.Value("seed", "S", "seed of the random subsets (default 0)"),
+        OptionSpec.Switch("labels", """
+            samples of a class-conditional model: read the class each was asked for from
+            FILE.labels.npy beside FILE.npy (diffusion sample writes it) and add per-class FID
+            (against the reference examples of that class; the reference must be a labelled data
+            spec) and, with classifier features, the classifier's accuracy on the samples (the
+            fraction classified as the class asked for)
+            """),
+        OptionSpec.Value("batch-size", "B", "examples per forward pass of the feature extractor (default 32)"),
+        OptionSpec.Value("threads", "N", "libtorch CPU threads (default: libtorch's)"),
+        OptionSpec.Switch("quiet", "no progress bars or messages on stderr"),
+        OptionSpec.Value("shard", "k/S", "with --save-partial: only shard k of S of the samples (see below)"),
+        OptionSpec.Value("save-partial", "PARTIAL.npz", "write, instead of scores, a partial for --merge (see below)"),
+        OptionSpec.Switch("merge", "score the partials given as arguments, PARTIAL.npz... (see below)"),
+    ];
+
+    public static HelpPage Help => new("""
         diffusion eval --samples FILE.npy|DIR --reference DATA_SPEC|STATS.npz
                        [--features inception-fid|classifier:DATASET|raw] [--metrics fid,kid,pr,mmd]
                        [--format text|json] [--save-reference STATS.npz] [--n N] [--reference-n N]
@@ -17,57 +73,25 @@ public static class EvalCommand
                        [--batch-size B] [--threads N] [--labels] [--quiet]
                        [--shard k/S] [--save-partial PARTIAL.npz]
         diffusion eval --merge PARTIAL.npz... --reference DATA_SPEC|STATS.npz [--features …] [metric options]
-
+        """, """
         Scores samples against reference data in a feature space, and prints each score with the
         feature extractor and the sample counts it was computed with.
+        """, Options)
+    {
+        After = """
+            More than one machine: --save-partial PARTIAL.npz writes, instead of scores, the features of the samples (all, or
+            with --shard k/S the contiguous rows ⌊k·N/S⌋ … ⌊(k+1)·N/S⌋ − 1; a part file of sample --shard gives its own rows),
+            their float64 sum and sum of outer products, with the extractor's and the reference's identities. --merge joins
+            the partials (same extractor, same reference, every row once) and scores them: the same numbers as one process.
 
-          --samples          an .npy array (N×D vectors or N×C×H×W images in [−1, 1], as diffusion sample
-                             writes), a folder of .npy files or of PNG/JPEG images, or a data spec
-                             (e.g. fashion-mnist, for the real-versus-real baseline)
-          --reference        a data spec (toy:gmm-grid, gmm:SPEC.json, fashion-mnist:test, images:DIR, npy:FILE, …)
-                             or reference statistics saved with --save-reference (pytorch-fid's .npz
-                             statistics work for FID)
-          --features         inception-fid: the FID Inception-v3 (needs --inception-weights);
-                             classifier:fashion-mnist | classifier:mnist: the project's small CNN, trained on
-                             first use and cached; raw: the vectors themselves. Default: classifier for
-                             fashion-mnist/mnist, inception-fid for other images, raw for vectors
-          --metrics          any of fid, kid (unbiased, cubic kernel, subsets), pr (precision/recall, k-NN),
-                             mmd (unbiased MMD², RBF kernels) — default all
-          --format           text (default) or json (one JSON object on stdout)
-          --save-reference   also save the reference's features and statistics to reuse as --reference
-          --n N              use the first N samples (default all); of a data spec, a random
-                             subset of N drawn with --seed (data files may be sorted by class)
-          --reference-n N    use at most N reference examples, a random subset (default 10000)
-          --inception-weights  pytorch-fid's pt_inception-2015-12-05-6726825d.pth as it is, or FILE.npz
-                             converted from it (or the DIFFUSION_INCEPTION_WEIGHTS environment variable)
-          --classifier-cache DIR  where classifier weights are cached (default .data/classifiers)
-          --kid-subsets S, --kid-subset-size M   KID's subsets (default 100 of 1000)
-          --k K              neighbours for precision/recall (default 3)
-          --mmd-n N          rows of each set used for MMD² (default 2000)
-          --seed S           seed of the random subsets (default 0)
-          --labels           samples of a class-conditional model: read the class each was asked for from
-                             FILE.labels.npy beside FILE.npy (diffusion sample writes it) and add per-class FID
-                             (against the reference examples of that class; the reference must be a labelled data
-                             spec) and, with classifier features, the classifier's accuracy on the samples (the
-                             fraction classified as the class asked for)
-
-        More than one machine: --save-partial PARTIAL.npz writes, instead of scores, the features of the samples (all, or
-        with --shard k/S the contiguous rows ⌊k·N/S⌋ … ⌊(k+1)·N/S⌋ − 1; a part file of sample --shard gives its own rows),
-        their float64 sum and sum of outer products, with the extractor's and the reference's identities. --merge joins
-        the partials (same extractor, same reference, every row once) and scores them: the same numbers as one process.
-
-        Mixture references (toy:gmm-grid, gmm:SPEC.json) also print the fraction of samples within 3σ of
-        a mode, the modes covered and the mean log-likelihood under the true mixture.
-        """;
-
-    internal static readonly string[] ValueOptions = ["samples", "reference", "features", "metrics", "format", "save-reference", "n", "reference-n",
-        "inception-weights", "classifier-cache", "data-dir", "kid-subsets", "kid-subset-size", "k", "mmd-n", "seed", "batch-size", "threads",
-        "shard", "save-partial"];
-    internal static readonly string[] SwitchOptions = ["quiet", "merge", "labels"];
+            Mixture references (toy:gmm-grid, gmm:SPEC.json) also print the fraction of samples within 3σ of
+            a mode, the modes covered and the mean log-likelihood under the true mixture.
+            """,
+    };
 
     public static int Run(string[] argv)
     {
-        var a = new Args("eval", argv, ValueOptions, SwitchOptions);
+        var a = new Args("eval", argv, Options);
         bool merge = a.Switch("merge");
         if (merge)
         {

@@ -13,14 +13,65 @@ namespace Diffusion.Cli;
 
 public static class SampleCommand
 {
-    private const string HelpHead = """
+    /// <summary>The options, in the order the help lists them; the sampler list, the default steps and every sampler's
+    /// own options come from the registry (a sampler's switch S also as --no-S).</summary>
+    internal static readonly IReadOnlyList<OptionSpec> Options =
+    [
+        OptionSpec.Value("checkpoint", "RUN_DIR|FILE", "a run folder or checkpoint file (its EMA weights unless --weights model)"),
+        OptionSpec.Value("model", "gmm:SPEC.json", "the exact denoiser of a Gaussian mixture (its schedule in the spec; see README)"),
+        OptionSpec.Value("out", "FILE", "FILE.png (an image grid or a scatter plot), FILE.npy (the raw samples) or, with --shard, PART.npz"),
+        OptionSpec.Value("sampler", null,
+            $"{string.Join(", ", Samplers.Names.Take(Samplers.Names.Count - 1))} or {Samplers.Names[^1]} (default: the checkpoint's sample.sampler; ddim for gmm):\n"
+            + string.Join("\n", Samplers.All.Select(k => $"  {k.Name,-11} {k.Help}")), Samplers.Names),
+        OptionSpec.Value("steps", "N", $"""
+            backward steps (dpm-solver: network evaluations; euler/heun: noise levels); default: the
+            checkpoint's sample.steps for its own sampler, else the sampler's default:
+            {string.Join(", ", Samplers.All.Select(k => $"{k.Name} {(k.Name == "ddpm" ? "T" : k.DefaultSteps(1000).ToString())}"))}
+            """),
+        OptionSpec.Negatable("clip", """
+            clip x̂0 to [−1, 1] at each step (default: the checkpoint's sample.clip-denoised, else on for
+            images, off for vectors; dpm-solver: the dpmsolver++ form only; euler/heun never clip)
+            """),
+        .. Samplers.AllOptions().Select(p => p.Option.IsSwitch ? OptionSpec.Negatable(p.Option.Key, p.Option.Help)
+                                                                : OptionSpec.Value(p.Option.Key, "V", p.Option.Help, p.Option.Choices)),
+        OptionSpec.Value("eps-scale-b", "B", """
+            epsilon scaling (any sampler): the network's ε̂ is divided by k·t + b, t its time input 0 … T−1
+            (default b = 1, k = 0: off; the Epsilon Scaling authors use k = 0, b ≈ 1.004–1.017)
+            """),
+        OptionSpec.Value("eps-scale-k", "K", "the k of epsilon scaling (see --eps-scale-b; default 0)"),
+        OptionSpec.Value("class", "C", """
+            class-conditional models (model.num-classes > 0; for gmm:SPEC.json one class per
+            component): a class number 0 … K−1 or name, all (n/K of each class in turn; a .png grid
+            gets one row per class), random (uniform, default) or none (the null class: unconditional)
+            """, ["all", "random", "none"]),
+        OptionSpec.Value("guidance", "W", """
+            classifier-free guidance weight w ≥ 0 (default 0): ε̂ = (1 + w)·ε̂(x, c) − w·ε̂(x, ∅)
+            (Ho & Salimans' convention; w = 0 is the conditional model unguided; diffusers'
+            guidance_scale s = 1 + w); both passes in one batched forward pass, any sampler
+            """),
+        OptionSpec.Value("n", "COUNT", "number of samples (default 64; the rows of --init-noise when given)"),
+        OptionSpec.Value("seed", "S", "seed of x_T and of the sampler's noise (default 0)"),
+        OptionSpec.Value("init-noise", "FILE", "x_T as an .npy array (N×D, or N×C×H×W for images), float32 or float64"),
+        OptionSpec.Value("dtype", null, "float32 or float64 arithmetic (default: the noise file's, else float32)", ["float32", "float64"]),
+        OptionSpec.Value("batch-size", "B", "samples per forward pass (default 256)"),
+        OptionSpec.Value("weights", null, "ema (default) or model (the raw training weights)", ["ema", "model"]),
+        OptionSpec.Value("precision", null, "float32 or bf16-mixed network arithmetic (default: the checkpoint's train.precision)", ["float32", "bf16-mixed"]),
+        OptionSpec.Value("shard", "k/S", """
+            draw only shard k (0 … S−1) of S: the contiguous indices ⌊k·N/S⌋ … ⌊(k+1)·N/S⌋ − 1 of the
+            --n samples, written with a manifest to --out PART.npz; join the parts with diffusion merge
+            """),
+        OptionSpec.Value("threads", "N", "libtorch CPU threads (default: libtorch's)"),
+        OptionSpec.Switch("quiet", "no progress bar"),
+    ];
+
+    public static HelpPage Help => new("""
         diffusion sample (--checkpoint RUN_DIR|FILE | --model gmm:SPEC.json) --out FILE.png|FILE.npy|PART.npz
                          [--sampler NAME] [--steps N] [--clip | --no-clip] [sampler options]
                          [--eps-scale-b B] [--eps-scale-k K] [--class K|NAME|all|random|none] [--guidance W]
                          [--n COUNT] [--seed S] [--init-noise NOISE.npy] [--dtype float32|float64]
                          [--batch-size B] [--weights ema|model] [--precision float32|bf16-mixed]
                          [--shard k/S] [--threads N] [--quiet]
-
+        """, """
         Draws samples from a trained checkpoint (EMA weights by default) or from the exact denoiser of a Gaussian
         mixture (gmm:SPEC.json, see README). FILE.npy holds the raw samples (N×D for vectors, N×C×H×W for images);
         FILE.png is an image grid, or a scatter plot for 2-D vectors. Every sampling setting not given follows the
@@ -28,70 +79,12 @@ public static class SampleCommand
         (--seed, i) alone, so the samples do not depend on --batch-size or on how the run is split into shards.
         Samples of a class-conditional model saved as FILE.npy get their classes beside them in FILE.labels.npy
         (1-D int64, one per row), which diffusion eval --labels reads.
-
-
-        """;
-
-    private const string HelpTail = """
-          --eps-scale-b B    epsilon scaling (any sampler): the network's ε̂ is divided by k·t + b, t its time
-          --eps-scale-k K    input 0 … T−1 (default b = 1, k = 0: off; the Epsilon Scaling authors use k = 0, b ≈ 1.004–1.017)
-          --class C          class-conditional models (model.num-classes > 0; for gmm:SPEC.json one class per
-                             component): a class number 0 … K−1 or name, all (n/K of each class in turn; a .png grid
-                             gets one row per class), random (uniform, default) or none (the null class: unconditional)
-          --guidance W       classifier-free guidance weight w ≥ 0 (default 0): ε̂ = (1 + w)·ε̂(x, c) − w·ε̂(x, ∅)
-                             (Ho & Salimans' convention; w = 0 is the conditional model unguided; diffusers'
-                             guidance_scale s = 1 + w); both passes in one batched forward pass, any sampler
-          --n COUNT          number of samples (default 64; the rows of --init-noise when given)
-          --seed S           seed of x_T and of the sampler's noise (default 0)
-          --init-noise FILE  x_T as an .npy array (N×D, or N×C×H×W for images), float32 or float64
-          --dtype            float32 or float64 arithmetic (default: the noise file's, else float32)
-          --batch-size B     samples per forward pass (default 256)
-          --weights          ema (default) or model (the raw training weights)
-          --precision        float32 or bf16-mixed network arithmetic (default: the checkpoint's train.precision)
-          --shard k/S        draw only shard k (0 … S−1) of S: the contiguous indices ⌊k·N/S⌋ … ⌊(k+1)·N/S⌋ − 1 of the
-                             --n samples, written with a manifest to --out PART.npz; join the parts with diffusion merge
-        """;
-
-    /// <summary>The help text: the sampler list and every sampler option come from the registry.</summary>
-    public static string Help
-    {
-        get
-        {
-            var sb = new System.Text.StringBuilder(HelpHead);
-            sb.AppendLine($"  --sampler          {string.Join(", ", Samplers.Names.Take(Samplers.Names.Count - 1))} or {Samplers.Names[^1]} (default: the checkpoint's sample.sampler; ddim for gmm):");
-            foreach (var k in Samplers.All) sb.AppendLine($"                       {k.Name,-11} {k.Help}");
-            sb.AppendLine("  --steps N          backward steps (dpm-solver: network evaluations; euler/heun: noise levels); default: the");
-            sb.AppendLine("                     checkpoint's sample.steps for its own sampler, else the sampler's default:");
-            sb.AppendLine("                     " + string.Join(", ", Samplers.All.Select(k => $"{k.Name} {(k.Name == "ddpm" ? "T" : k.DefaultSteps(1000).ToString())}")));
-            sb.AppendLine("  --clip/--no-clip   clip x̂0 to [−1, 1] at each step (default: the checkpoint's sample.clip-denoised, else on for");
-            sb.AppendLine("                     images, off for vectors; dpm-solver: the dpmsolver++ form only; euler/heun never clip)");
-            foreach (var (o, owners) in Samplers.AllOptions())
-            {
-                string flag = o.IsSwitch ? $"--{o.Key} / --no-{o.Key}" : $"--{o.Key} V";
-                if (flag.Length <= 17) sb.AppendLine($"  {flag,-17}  {o.Help}");
-                else sb.AppendLine($"  {flag}").AppendLine($"                     {o.Help}");
-            }
-            sb.Append(HelpTail);
-            return sb.ToString();
-        }
-    }
-
-    private static readonly string[] CommonValues = ["checkpoint", "model", "out", "sampler", "steps", "n", "seed", "init-noise", "dtype", "batch-size", "weights", "precision", "threads",
-                                                     "eps-scale-b", "eps-scale-k", "shard", "class", "guidance"];
-
-    /// <summary>The options: the common ones and every sampler's, from the registry (a switch S also as --no-S).</summary>
-    internal static (IReadOnlyCollection<string> Values, IReadOnlyCollection<string> Switches) Options()
-    {
-        var options = Samplers.AllOptions();
-        var switches = options.Where(o => o.Option.IsSwitch).SelectMany(o => new[] { o.Option.Key, "no-" + o.Option.Key }).Concat(["clip", "no-clip", "quiet"]).ToArray();
-        return (CommonValues.Concat(options.Where(o => !o.Option.IsSwitch).Select(o => o.Option.Key)).ToArray(), switches);
-    }
+        """, Options);
 
     public static int Run(string[] argv)
     {
         var options = Samplers.AllOptions();
-        var (valueOptions, switches) = Options();
-        var a = new Args("sample", argv, valueOptions, switches);
+        var a = new Args("sample", argv, Options);
         a.NoPositionals();
         string outPath = a.Require("out", "FILE.png|FILE.npy|PART.npz");
         string ext = Path.GetExtension(outPath).ToLowerInvariant();
@@ -100,8 +93,8 @@ public static class SampleCommand
         if (shard is not null && ext != ".npz")
             throw new UsageError($"diffusion sample: --out {outPath}: --shard writes a part file; expected PART.npz (join the parts with diffusion merge)");
         if (a.Has("checkpoint") == a.Has("model")) throw new UsageError("diffusion sample: give exactly one of --checkpoint RUN_DIR|FILE and --model gmm:SPEC.json");
-        foreach (var sw0 in switches.Where(n => n.StartsWith("no-", StringComparison.Ordinal)))
-            if (a.Switch(sw0) && a.Switch(sw0[3..])) throw new UsageError($"diffusion sample: --{sw0[3..]} and --{sw0} contradict each other");
+        foreach (var o in Options.Where(o => o.Kind == OptionKind.Negatable))
+            if (a.Switch(o.Name) && a.Switch("no-" + o.Name)) throw new UsageError($"diffusion sample: --{o.Name} and --no-{o.Name} contradict each other");
         if (a.Int("threads", 1) is int threads) torch.set_num_threads(threads);
         bool quiet = a.Switch("quiet");
 
