@@ -45,9 +45,10 @@ public static class SampleCommand
             gets one row per class), random (uniform, default) or none (the null class: unconditional)
             """, ["all", "random", "none"]),
         OptionSpec.Value("guidance", "W", """
-            classifier-free guidance weight w ≥ 0 (default 0): ε̂ = (1 + w)·ε̂(x, c) − w·ε̂(x, ∅)
-            (Ho & Salimans' convention; w = 0 is the conditional model unguided; diffusers'
-            guidance_scale s = 1 + w); both passes in one batched forward pass, any sampler
+            classifier-free guidance weight w ≥ 0 (default: the checkpoint's sample.guidance, 0 unless
+            trained with it): ε̂ = (1 + w)·ε̂(x, c) − w·ε̂(x, ∅) (Ho & Salimans' convention; w = 0 is the
+            conditional model unguided; diffusers' guidance_scale s = 1 + w); both passes in one batched
+            forward pass, any sampler
             """),
         OptionSpec.Value("n", "COUNT", "number of samples (default 64; the rows of --init-noise when given)"),
         OptionSpec.Value("seed", "S", "seed of x_T and of the sampler's noise (default 0)"),
@@ -170,7 +171,7 @@ public static class SampleCommand
             throw new UsageError($"diffusion sample: --guidance applies to a class-conditional model; {source} has model.num-classes = 0" + (exact is not null ? " (give --class to sample the mixture's components)" : ""));
         if (classes == 0 && a.Has("class"))
             throw new UsageError($"diffusion sample: --class applies to a class-conditional model; {source} has model.num-classes = 0");
-        double guidance = a.Double("guidance") ?? 0;
+        double guidance = a.Double("guidance") ?? (classes > 0 ? cfg.Guidance : 0);
         if (!(guidance >= 0) || double.IsInfinity(guidance)) throw new UsageError($"diffusion sample: --guidance {guidance}: expected a weight w ≥ 0 (0: conditional without guidance)");
         // Every draw of sample i (x_T, the chain's noise, SMD's η) comes from its own generator seeded by (seed, i).
         using var noise = NoiseSource.PerSample(seed);

@@ -185,6 +185,26 @@ public class ConditionalTrainingTests
         using (var l = Npy.Read(SampleRun.LabelsPath(outNpy))) Assert.Equal(new long[] { 1, 1 }, l.data<long>().ToArray());
         r = FuzzTests.RunInProcess(["sample", "--checkpoint", run, "--out", Path.Combine(dir, "grid.png"), "--n", "6", "--class", "all", "--steps", "3", "--quiet"]);
         Assert.True(r.Code == 0, r.Err);
+        // sample.guidance, saved with the run, is sample's default weight: the same bits as --guidance given, not those of w = 0
+        var guidedRun = Path.Combine(dir, "guided");
+        r = FuzzTests.RunInProcess(["train", "--data", $"images:{data}", "--steps", "30", "--out", guidedRun, "--quiet", "--threads", "1",
+            "--set", "data.image-size=8", "--set", "model.num-classes=3", "--set", "model.channels=8", "--set", "model.channel-mult=[1]",
+            "--set", "model.res-blocks=1", "--set", "model.attention-resolutions=[]", "--set", "model.norm-groups=4", "--set", "train.batch-size=4",
+            "--set", "sample.n=6", "--set", "sample.steps=3", "--set", "sample.guidance=2.5"]);
+        Assert.True(r.Code == 0, r.Err);
+        float[] Draw(params string[] extra)
+        {
+            var path = Path.Combine(dir, "g.npy");
+            var rr = FuzzTests.RunInProcess(["sample", "--checkpoint", guidedRun, "--out", path, "--n", "6", "--class", "all", "--sampler", "ddim", "--steps", "3", "--no-clip", "--quiet", .. extra]);
+            Assert.True(rr.Code == 0, rr.Err);
+            using var t = Npy.Read(path);
+            return t.data<float>().ToArray();
+        }
+        var byDefault = Draw();
+        Assert.Equal(Draw("--guidance", "2.5"), byDefault);
+        Assert.NotEqual(Draw("--guidance", "0"), byDefault);
+        AssertErrorLine(FuzzTests.RunInProcess(["train", "--data", "toy:moons?n=64", "--steps", "1", "--out", Path.Combine(dir, "y"), "--quiet", "--set", "sample.guidance=1"]),
+            "sample.guidance: applies to a class-conditional model; set model.num-classes too");
 
         CliTests.AssertOneLineError(FuzzTests.RunInProcess(["sample", "--checkpoint", run, "--out", outNpy, "--class", "12", "--steps", "3"]),
             "--class 12: the model has 3 classes; expected 0 … 2 or a name (ant, moth, zebra), all, random or none");

@@ -48,6 +48,8 @@ public sealed class RunConfig
         Smd.Validate(Model.Type);
         if (Train.LabelDropout is not null && !Model.Conditional)
             throw new ConfigException("train.label-dropout: applies to a class-conditional model; set model.num-classes too");
+        if (Sample.Guidance != 0 && !Model.Conditional)
+            throw new ConfigException("sample.guidance: applies to a class-conditional model; set model.num-classes too");
     }
 
     /// <summary>The remedies switched on, described with their settings (empty for the baseline); see <see cref="Training.Remedies"/>.</summary>
@@ -394,6 +396,11 @@ public sealed class SampleConfig
     public double EpsScaleK { get; set; }
     /// <summary>DDIM's η (0 = deterministic).</summary>
     public double Eta { get; set; } = 0.0;
+    /// <summary>
+    /// Classifier-free guidance weight w ≥ 0 of a class-conditional model (Ho &amp; Salimans: ε̂ = (1 + w)·ε̂(x, c) − w·ε̂(x, ∅)):
+    /// used by the samples written during and after training and by <c>sample</c> when <c>--guidance</c> is not given.
+    /// </summary>
+    public double Guidance { get; set; }
     /// <summary>DDPM variance: fixed-small (β̃) or fixed-large (β).</summary>
     public string Variance { get; set; } = "fixed-small";
     /// <summary>Clip the x0 estimate to [−1, 1] at every step; unset = on for images, off for vectors.</summary>
@@ -424,6 +431,7 @@ public sealed class SampleConfig
         if (Order < 1 || Order > 3) throw new ConfigException($"sample.order: expected 1, 2 or 3, got {Order}");
         if (!ContinuousSpacing.Names.Contains(Skip)) throw new ConfigException($"sample.skip: expected one of {string.Join(", ", ContinuousSpacing.Names)}, got '{Skip}'");
         if (!(EpsScaleB > 0)) throw new ConfigException($"sample.eps-scale-b: expected a positive number, got {EpsScaleB}");
+        if (!(Guidance >= 0) || double.IsInfinity(Guidance)) throw new ConfigException($"sample.guidance: expected a weight w ≥ 0, got {Guidance}");
         if (Sampler == "dpm-solver" && Algorithm == "dpmsolver" && ClipDenoised == true)
             throw new ConfigException("sample.clip-denoised: applies to dpm-solver with sample.algorithm dpmsolver++ only (the noise form has no x̂0 to clip)");
         if (Sampler is "euler" or "heun" && ClipDenoised == true)

@@ -229,7 +229,7 @@ public sealed class Trainer : IDisposable
 
     /// <summary>
     /// Draws <c>sample.n</c> samples from the EMA model with the configured sampler and a fixed seed, and writes them (PNG
-    /// grid or scatter). A class-conditional model draws sample i of class i mod K (unguided), a grid column per class.
+    /// grid or scatter). A class-conditional model draws sample i of class i mod K, guided with <c>sample.guidance</c>, a grid column per class.
     /// </summary>
     public Tensor WriteSamples(string path, SamplerProgress? progress)
     {
@@ -244,7 +244,7 @@ public sealed class Trainer : IDisposable
             using var denoiser = DenoiserStack.ForSampling(cfg, ema.Shadow, cfg.Train.Seed + 12345, cfg.Sample);
             if (cfg.Model.Conditional)
             {
-                var guided = new GuidedDenoiser(denoiser, 0); // not disposed: it would dispose the stack, which `using` does
+                var guided = new GuidedDenoiser(denoiser, cfg.Sample.Guidance); // not disposed: it would dispose the stack, which `using` does
                 using var labels = arange(cfg.Sample.N, dtype: ScalarType.Int64) % cfg.Model.NumClasses;
                 guided.Labels = labels;
                 samples = sampler.Sample(guided, xT, g, progress);
