@@ -3,7 +3,8 @@
 #
 #   experiments/conditional/run.sh [OUT_DIR] [extra `diffusion train` flags …]
 #
-# 1. trains the demo model (configs/demo.toml, its 800 steps) with model.num-classes=10 (label dropout 0.1) into
+# 1. trains the demo model as it was when docs/results/conditional.md was measured (configs/demo.toml with dropout 0.1,
+#    800 steps, no guidance in its own samples) with model.num-classes=10 (label dropout 0.1) into
 #    OUT_DIR/run — or reuses OUT_DIR/run when it already holds a finished checkpoint;
 # 2. for each guidance weight w in GUIDANCES (default "0 1 3"; w = 0 is the conditional model unguided,
 #    ε̂ = (1 + w)·ε̂(x, c) − w·ε̂(x, ∅)), samples N (default 1000) images, N/10 of each class, DDIM 20 steps, seed SEED
@@ -36,7 +37,8 @@ run="$out/run"
 if [ -f "$run/checkpoint.ckpt" ] && [ -f "$run/metrics.json" ]; then
   echo "conditional: reusing the trained run in $run (delete it to train afresh)" >&2
 else
-  "$diffusion" train --config "$root/configs/demo.toml" --set model.num-classes=10 --out "$run" --force \
+  "$diffusion" train --config "$root/configs/demo.toml" --set model.num-classes=10 \
+    --set model.dropout=0.1 --set train.steps=800 --set sample.n=64 --set sample.guidance=0 --out "$run" --force \
     --threads "$THREADS" --quiet "$@"
 fi
 
