@@ -24,6 +24,7 @@ public static class CommandLine
         ("diagnose", "measure exposure bias, x0 bias, Lipschitz in t, error propagation, mixture steps", () => (DiagnoseCommand.ValueOptions, [])),
         ("export", "write a run's EMA weights as safetensors (with its config) for PyTorch tools", () => (ExportCommand.ValueOptions, [])),
         ("bench", "training and sampling throughput of the reference UNet configs", () => (BenchCommand.ValueOptions, [])),
+        ("study", "run a study plan (variants × seeds × samplers at equal budget), its status, its report", () => (StudyCommand.ValueOptions, StudyCommand.SwitchOptions)),
     ];
 
     // Short descriptions for completion menus (the full help is each command's Help text).
@@ -47,7 +48,8 @@ public static class CommandLine
         ["label"] = "a model's label (repeatable)", ["grid-points"] = "time grid points", ["delta"] = "Lipschitz Δ in steps",
         ["permutations"] = "MMD null permutations", ["mixture-steps"] = "step counts, comma-separated", ["configs"] = "configs, comma-separated",
         ["train-steps"] = "training steps", ["sample-steps"] = "sampling steps", ["sample-batch"] = "sampling batch",
-        ["memory-steps"] = "steps of the memory run",
+        ["memory-steps"] = "steps of the memory run", ["status"] = "show each job's state and the time left",
+        ["report"] = "write the Markdown report", ["report-out"] = "where the report goes",
     };
 
     private static readonly Dictionary<string, string[]> Choices = new()

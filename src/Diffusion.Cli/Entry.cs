@@ -19,6 +19,7 @@ public static class Entry
           diagnose measure exposure bias, x0 bias, Lipschitz in t, error propagation, mixture steps
           export   write a run's EMA weights as safetensors (with its config) for PyTorch tools
           bench    training and sampling throughput of the reference UNet configs
+          study    run a study plan (variants × seeds × samplers at equal budget), its status, its report
 
         Shell completion: source <(diffusion completion bash). A mistyped option or command gets a suggestion.
         """;
@@ -60,12 +61,13 @@ public static class Entry
             "eval" => (EvalCommand.Run, EvalCommand.Help),
             "diagnose" => (DiagnoseCommand.Run, DiagnoseCommand.Help),
             "export" => (ExportCommand.Run, ExportCommand.Help),
+            "study" => (StudyCommand.Run, StudyCommand.Help),
             _ => (null!, ""),
         };
         if (run is null)
         {
             string hint = CommandLine.Suggestions(CommandLine.Root(), [command]);
-            Console.Error.WriteLine($"error: unknown command '{command}'; expected train, sample, merge, eval, diagnose, export or bench (diffusion --help){hint}");
+            Console.Error.WriteLine($"error: unknown command '{command}'; expected train, sample, merge, eval, diagnose, export, bench or study (diffusion --help){hint}");
             return 2;
         }
         if (rest.Any(a => a is "-h" or "--help"))

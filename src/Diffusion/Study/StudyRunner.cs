@@ -1,0 +1,170 @@
+using System.Diagnostics;
+using System.Text.Json.Nodes;
+using Diffusion.Config;
+using Diffusion.Training;
+
+namespace Diffusion.Study;
+
+/// <summary>
+/// A worker of <c>diffusion study</c>: takes the plan's jobs in order, skips the finished ones (those with a result file)
+/// and those another worker has claimed (a live <c>job.lock</c>), and runs each one it claims to its result file. Any
+/// number of workers, in one process or several, may run the same plan in the same folder.
+/// <para>
+/// A job trains its variant with its seed to the budget, stopping at each evaluation step to copy the checkpoint
+/// (<see cref="Trainer.Run(long?)"/>: the learning-rate schedule counts to the budget, so the stops change nothing), then
+/// evaluates each checkpoint × sampler (and sweep point) with <see cref="StudyEvaluator"/>, caching each evaluation as a
+/// file, and finally writes the result. A killed worker loses at most the training since the last checkpoint
+/// (<c>train.checkpoint-every</c>; the run resumes exactly) or the one evaluation in progress; a finished job is never redone.
+/// </para>
+/// </summary>
+public sealed class StudyRunner(StudyPlan plan, string outDir, Action<string>? log = null)
+{
+    private readonly StudyFolder folder = new(outDir);
+    private StudyEvaluator? evaluator;
+
+    /// <summary>Called at the points a kill may hit — "step N" after each training step, "evaluated KEY" after each cached evaluation; an exception thrown from it stops the worker as a kill would (tests).</summary>
+    public Action<StudyJob, string>? OnEvent { get; set; }
+    /// <summary>Training sessions (new or resumed) this worker ran.</summary>
+    public int TrainingSessions { get; private set; }
+    /// <summary>Evaluations this worker computed.</summary>
+    public int Evaluations { get; private set; }
+    /// <summary>Jobs this worker finished.</summary>
+    public List<string> Finished { get; } = [];
+
+    /// <summary>Runs every unclaimed, unfinished job; returns the number this worker finished.</summary>
+    public int RunAll()
+    {
+        try
+        {
+            foreach (var job in plan.Jobs())
+            {
+                if (File.Exists(folder.Result(job))) continue;
+                Directory.CreateDirectory(folder.Work(job));
+                using var claim = RunLock.TryAcquire(folder.Work(job), StudyFolder.LockFile, log);
+                if (claim is null) continue;                            // another worker has it
+                if (File.Exists(folder.Result(job))) continue;          // finished meanwhile
+                RunJob(job);
+                Finished.Add(job.Id);
+            }
+            return Finished.Count;
+        }
+        finally
+        {
+            evaluator?.Dispose();
+            evaluator = null;
+        }
+    }
+
+    private void Progress(StudyJob job, JsonObject o)
+    {
+        o["updated_utc"] = DateTime.UtcNow.ToString("o");
+        StudyFolder.Write(folder.Progress(job), o);
+    }
+
+    private void RunJob(StudyJob job)
+    {
+        var cfg = plan.ConfigFor(job);
+        log?.Invoke($"study: {job.Id}");
+        var info = Train(job, cfg);
+        var tasks = plan.Tasks(job.Variant);
+        var evals = new JsonArray();
+        for (int i = 0; i < tasks.Count; i++)
+        {
+            var task = tasks[i];
+            string path = folder.Eval(job, task);
+            var cached = StudyFolder.Read(path);
+            if (cached is null)
+            {
+                Progress(job, new JsonObject { ["phase"] = "evaluation", ["done"] = i, ["total"] = tasks.Count, ["current"] = task.Label + $" at step {task.Step}" });
+                evaluator ??= new StudyEvaluator(plan, outDir, cfg, log);
+                using (var model = TrainedModel.Load(folder.Checkpoint(job, task.Step)))
+                    cached = evaluator.Evaluate(model, task);
+                StudyFolder.Write(path, cached);
+                cached = StudyFolder.Read(path)!;   // as a resumed job reads it: the result is the same either way
+                Evaluations++;
+                var scores = cached["metrics"]!;
+                log?.Invoke($"study: {job.Id} step {task.Step} {task.Label}: " +
+                            string.Join(", ", StudyPlan.LowerIsBetter.Keys.Where(k => scores[k] is not null).Select(k => $"{k} {StudyReport.Number(scores[k]!.GetValue<double>())}")));
+                OnEvent?.Invoke(job, "evaluated " + task.Key);
+            }
+            evals.Add(cached);
+        }
+        var loss = RunLog.Read(Path.Combine(folder.Run(job), RunLog.FileName));
+        long last = plan.Steps;
+        var tail = loss.Where(e => e.Step > last - Math.Min(100, last)).ToList();
+        var result = new JsonObject
+        {
+            ["plan"] = plan.Name,
+            ["job"] = job.Id,
+            ["variant"] = job.Variant.Name,
+            ["seed"] = job.Seed,
+            ["config"] = ConfigLoader.ToTree(cfg),
+            ["parameters"] = info["parameters"]?.DeepClone(),
+            ["train"] = new JsonObject
+            {
+                ["steps"] = plan.Steps,
+                ["batch_size"] = cfg.Train.BatchSize,
+                ["seconds"] = info["seconds"]?.DeepClone(),
+                ["steps_per_second"] = info["steps_per_second"]?.DeepClone(),
+                ["cpu_seconds"] = info["cpu_seconds"]?.DeepClone(),
+                ["final_loss"] = tail.Count == 0 ? null : tail.Average(e => e.Loss),
+                ["final_loss_means"] = $"mean of the logged losses of the last {Math.Min(100, last)} steps",
+                ["loss_curve"] = new JsonArray(loss.Select(e => (JsonNode)new JsonArray(e.Step, e.Loss)).ToArray()),
+            },
+            ["evaluations"] = evals,
+            ["samples_kept"] = false,
+            ["finished_utc"] = DateTime.UtcNow.ToString("o"),
+        };
+        StudyFolder.Write(folder.Result(job), result);
+        Progress(job, new JsonObject { ["phase"] = "done" });
+        log?.Invoke($"study: {job.Id} done → {folder.Result(job)}");
+    }
+
+    // Trains (or resumes) the job's run to the budget, copying the checkpoint at each evaluation step; returns train.json.
+    private JsonObject Train(StudyJob job, RunConfig cfg)
+    {
+        if (StudyFolder.Read(folder.TrainInfo(job)) is { } done && plan.EvalSteps.All(s => File.Exists(folder.Checkpoint(job, s)))) return done;
+        string runDir = folder.Run(job);
+        bool resume = File.Exists(Path.Combine(runDir, Checkpoint.FileName));
+        if (!resume && Directory.Exists(runDir)) Directory.Delete(runDir, recursive: true);   // killed before its first checkpoint
+        var runCfg = resume ? TrainingRun.ResumeConfig(runDir, (int?)null, null) : cfg;
+        var cpu0 = Process.GetCurrentProcess().TotalProcessorTime;
+        var cpuBefore = StudyFolder.Read(Path.Combine(folder.Work(job), "train-cpu.json"))?["cpu_seconds"]?.GetValue<double>() ?? 0;
+        TrainingSessions++;
+        using var trainer = new Trainer(runCfg, runDir, resume, onMessage: m => log?.Invoke($"study: {job.Id}: {m}"));
+        var lastWrite = Stopwatch.StartNew();
+        trainer.OnProgress = p =>
+        {
+            if (lastWrite.Elapsed.TotalSeconds >= 2 || p.Step == plan.Steps)
+            {
+                Progress(job, new JsonObject { ["phase"] = "training", ["step"] = p.Step, ["total"] = plan.Steps, ["steps_per_second"] = Math.Round(p.StepsPerSecond, 3) });
+                lastWrite.Restart();
+            }
+            OnEvent?.Invoke(job, $"step {p.Step}");
+        };
+        foreach (var s in plan.EvalSteps)
+        {
+            string copy = folder.Checkpoint(job, s);
+            if (File.Exists(copy)) continue;
+            if (trainer.Step > s) throw new InvalidOperationException($"{runDir} is at step {trainer.Step}, past the evaluation step {s} whose checkpoint copy is missing; delete {folder.Work(job)} to redo the job");
+            if (trainer.Step < s) trainer.Run(s);
+            Directory.CreateDirectory(Path.GetDirectoryName(copy)!);
+            string tmp = $"{copy}.tmp-{Environment.ProcessId}";
+            File.Copy(Path.Combine(runDir, Checkpoint.FileName), tmp, overwrite: true);
+            File.Move(tmp, copy, overwrite: true);
+            StudyFolder.Write(Path.Combine(folder.Work(job), "train-cpu.json"),
+                new JsonObject { ["cpu_seconds"] = cpuBefore + (Process.GetCurrentProcess().TotalProcessorTime - cpu0).TotalSeconds });
+        }
+        double seconds = trainer.ElapsedSeconds;
+        var info = new JsonObject
+        {
+            ["steps"] = trainer.Step,
+            ["seconds"] = Math.Round(seconds, 3),
+            ["steps_per_second"] = Math.Round(trainer.Step / Math.Max(seconds, 1e-9), 3),
+            ["cpu_seconds"] = Math.Round(cpuBefore + (Process.GetCurrentProcess().TotalProcessorTime - cpu0).TotalSeconds, 3),
+            ["parameters"] = Models.ModelFactory.ParameterCount(trainer.Model),
+        };
+        StudyFolder.Write(folder.TrainInfo(job), info);
+        return info;
+    }
+}
