@@ -74,7 +74,7 @@ public sealed class StudyEvaluator : IDisposable
         if (reference.Mixture is { } mix && result.Mixture is not null && e.MixtureMinPerMode != 1)
             result.Mixture = MixtureMetrics.Score(mix, raw, e.MixtureMinPerMode);
         double scoreSeconds = sw.Elapsed.TotalSeconds;
-        return new JsonObject
+        var o = new JsonObject
         {
             ["step"] = task.Step,
             ["label"] = task.Label,
@@ -90,6 +90,9 @@ public sealed class StudyEvaluator : IDisposable
             ["cpu_seconds"] = Math.Round((Process.GetCurrentProcess().TotalProcessorTime - cpu0).TotalSeconds, 3),
             ["metrics"] = result.ToJson(),
         };
+        // The plan's reference, also when its features were read back from the study's reference.npz.
+        o["metrics"]!["reference"] = e.Reference;
+        return o;
     }
 
     public void Dispose()
