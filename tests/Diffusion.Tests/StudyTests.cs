@@ -163,13 +163,28 @@ public class StudyTests
     {
         var dir = TestUtil.TempDir("study-workers");
         var plan = Plan(dir);
-        var a = new StudyRunner(plan, Out(dir));
-        var b = new StudyRunner(plan, Out(dir));
+        // Each worker, at its first training step, waits until the other is training too: so both hold a job at once.
+        using var bothTraining = new CountdownEvent(2);
+        Action<StudyJob, string> Meet()
+        {
+            bool first = true;
+            return (job, e) =>
+            {
+                if (!first || !e.StartsWith("step", StringComparison.Ordinal)) return;
+                first = false;
+                bothTraining.Signal();
+                Assert.True(bothTraining.Wait(TimeSpan.FromSeconds(30)), "the other worker never started a job");
+            };
+        }
+        var a = new StudyRunner(plan, Out(dir)) { OnEvent = Meet() };
+        var b = new StudyRunner(plan, Out(dir)) { OnEvent = Meet() };
         var ta = Task.Run(a.RunAll);
         var tb = Task.Run(b.RunAll);
         Task.WaitAll(ta, tb);
         Assert.Equal(4, a.Finished.Count + b.Finished.Count);
         Assert.Empty(a.Finished.Intersect(b.Finished));
+        Assert.NotEmpty(a.Finished);
+        Assert.NotEmpty(b.Finished);
         Assert.Equal(4, a.TrainingSessions + b.TrainingSessions);
         Assert.Equal(plan.Jobs().Select(j => j.Id).Order(), a.Finished.Concat(b.Finished).Order());
     }

@@ -68,27 +68,36 @@ public sealed class StudyRunner(StudyPlan plan, string outDir, Action<string>? l
         var info = Train(job, cfg);
         var tasks = plan.Tasks(job.Variant);
         var evals = new JsonArray();
-        for (int i = 0; i < tasks.Count; i++)
+        TrainedModel? model = null;   // the checkpoint of the current step, loaded once for its evaluations
+        try
         {
-            var task = tasks[i];
-            string path = folder.Eval(job, task);
-            var cached = StudyFolder.Read(path);
-            if (cached is null)
+            for (int i = 0; i < tasks.Count; i++)
             {
-                Progress(job, new JsonObject { ["phase"] = "evaluation", ["done"] = i, ["total"] = tasks.Count, ["current"] = task.Label + $" at step {task.Step}" });
-                evaluator ??= new StudyEvaluator(plan, outDir, cfg, log);
-                using (var model = TrainedModel.Load(folder.Checkpoint(job, task.Step)))
+                var task = tasks[i];
+                string path = folder.Eval(job, task);
+                var cached = StudyFolder.Read(path);
+                if (cached is null)
+                {
+                    Progress(job, new JsonObject { ["phase"] = "evaluation", ["done"] = i, ["total"] = tasks.Count, ["current"] = task.Label + $" at step {task.Step}" });
+                    evaluator ??= new StudyEvaluator(plan, outDir, cfg, log);
+                    if (model?.Step != task.Step)
+                    {
+                        model?.Dispose();
+                        model = TrainedModel.Load(folder.Checkpoint(job, task.Step));
+                    }
                     cached = evaluator.Evaluate(model, task);
-                StudyFolder.Write(path, cached);
-                cached = StudyFolder.Read(path)!;   // as a resumed job reads it: the result is the same either way
-                Evaluations++;
-                var scores = cached["metrics"]!;
-                log?.Invoke($"study: {job.Id} step {task.Step} {task.Label}: " +
-                            string.Join(", ", StudyPlan.LowerIsBetter.Keys.Where(k => scores[k] is not null).Select(k => $"{k} {StudyReport.Number(scores[k]!.GetValue<double>())}")));
-                OnEvent?.Invoke(job, "evaluated " + task.Key);
+                    StudyFolder.Write(path, cached);
+                    cached = StudyFolder.Read(path)!;   // as a resumed job reads it: the result is the same either way
+                    Evaluations++;
+                    var scores = cached["metrics"]!;
+                    log?.Invoke($"study: {job.Id} step {task.Step} {task.Label}: " +
+                                string.Join(", ", StudyPlan.LowerIsBetter.Keys.Where(k => scores[k] is not null).Select(k => $"{k} {StudyReport.Number(scores[k]!.GetValue<double>())}")));
+                    OnEvent?.Invoke(job, "evaluated " + task.Key);
+                }
+                evals.Add(cached);
             }
-            evals.Add(cached);
         }
+        finally { model?.Dispose(); }
         var loss = RunLog.Read(Path.Combine(folder.Run(job), RunLog.FileName));
         long last = plan.Steps;
         var tail = loss.Where(e => e.Step > last - Math.Min(100, last)).ToList();
@@ -98,7 +107,8 @@ public sealed class StudyRunner(StudyPlan plan, string outDir, Action<string>? l
             ["job"] = job.Id,
             ["variant"] = job.Variant.Name,
             ["seed"] = job.Seed,
-            ["config"] = ConfigLoader.ToTree(cfg),
+            // The run's own config.json: as trained (train.precision auto resolved).
+            ["config"] = JsonNode.Parse(File.ReadAllText(Path.Combine(folder.Run(job), Training.RunFolder.ConfigFile))),
             ["parameters"] = info["parameters"]?.DeepClone(),
             ["train"] = new JsonObject
             {
