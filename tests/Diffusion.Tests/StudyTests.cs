@@ -159,6 +159,30 @@ public class StudyTests
     }
 
     [Fact]
+    public void Work_of_an_earlier_plan_is_refused_when_its_training_differs_and_reevaluated_when_its_evaluation_does()
+    {
+        var dir = TestUtil.TempDir("study-changed");
+        var plan = Plan(dir);
+        new StudyRunner(plan, Out(dir)).RunAll();
+        foreach (var f in Directory.GetFiles(Path.Combine(Out(dir), "results"))) File.Delete(f);
+
+        // Another evaluation (n = 64): the checkpoints are reused, every evaluation is made again.
+        var fewer = Plan(Path.Combine(dir, "fewer"), TinyPlan.Replace("n = 96", "n = 64"));
+        var r = new StudyRunner(fewer, Out(dir));
+        Assert.Equal(4, r.RunAll());
+        Assert.Equal(0, r.TrainingSessions);
+        Assert.Equal(16, r.Evaluations);
+        Assert.Equal(64, (int)JsonNode.Parse(File.ReadAllText(Path.Combine(Out(dir), "results", "baseline-seed0.json")))!["evaluations"]![0]!["n"]!);
+
+        // Another training (a different learning rate): refused, naming the key, before anything runs.
+        File.Delete(Path.Combine(Out(dir), "results", "baseline-seed0.json"));
+        var other = Plan(Path.Combine(dir, "other"), TinyPlan.Replace("\"train.warmup-steps=5\"", "\"train.warmup-steps=5\", \"train.lr=2e-3\""));
+        var e = Assert.ThrowsAny<UserError>(() => new StudyRunner(other, Out(dir)).RunAll());
+        Assert.Contains("train.lr", e.Message);
+        Assert.Contains("baseline-seed0", e.Message);
+    }
+
+    [Fact]
     public void Two_workers_never_run_the_same_job()
     {
         var dir = TestUtil.TempDir("study-workers");

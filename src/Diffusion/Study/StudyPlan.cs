@@ -129,16 +129,26 @@ public sealed class StudyPlan
         return tasks;
     }
 
+    /// <summary>What a job asks of <c>train</c>: the base config, the variant's remedies, the plan's then the variant's <c>--set</c>s, the budget and the seed.</summary>
+    public TrainRequest Request(StudyJob job) => new()
+    {
+        Config = Config, Remedies = job.Variant.Remedies, Sets = [.. Sets, .. job.Variant.Sets], Steps = (int)Steps, Seed = job.Seed,
+    };
+
+    /// <summary>
+    /// What an evaluation's result depends on besides the checkpoint: its sample assignments and the evaluation settings.
+    /// A cached evaluation is used only when it was made with the same.
+    /// </summary>
+    public string Identity(EvalTask task) => new JsonObject
+    {
+        ["sample"] = new JsonArray(task.Assignments.Select(a => (JsonNode)$"{a.Key}={a.Value}").ToArray()),
+        ["evaluation"] = JsonSerializer.SerializeToNode(Evaluation with { DataDir = null, ClassifierCache = null, InceptionWeights = null }),
+    }.ToJsonString();
+
     /// <summary>The resolved run config of a job: the base config, the variant's remedies, the plan's then the variant's <c>--set</c>s, the budget and the seed.</summary>
     public RunConfig ConfigFor(StudyJob job)
     {
-        try
-        {
-            return TrainingRun.NewConfig(new TrainRequest
-            {
-                Config = Config, Remedies = job.Variant.Remedies, Sets = [.. Sets, .. job.Variant.Sets], Steps = (int)Steps, Seed = job.Seed,
-            });
-        }
+        try { return TrainingRun.NewConfig(Request(job)); }
         catch (UserError e) { throw new UserError($"{Path}: variant '{job.Variant.Name}': {e.Message}"); }
     }
 

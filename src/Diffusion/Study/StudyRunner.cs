@@ -31,9 +31,10 @@ public sealed class StudyRunner(StudyPlan plan, string outDir, Action<string>? l
     /// <summary>Jobs this worker finished.</summary>
     public List<string> Finished { get; } = [];
 
-    /// <summary>Runs every unclaimed, unfinished job; returns the number this worker finished.</summary>
+    /// <summary>Checks the plan, then runs every unclaimed, unfinished job; returns the number this worker finished.</summary>
     public int RunAll()
     {
+        plan.Validate();   // every problem of the plan before anything trains
         try
         {
             foreach (var job in plan.Jobs())
@@ -76,7 +77,8 @@ public sealed class StudyRunner(StudyPlan plan, string outDir, Action<string>? l
                 var task = tasks[i];
                 string path = folder.Eval(job, task);
                 var cached = StudyFolder.Read(path);
-                if (cached is null)
+                string identity = plan.Identity(task);
+                if (cached?["identity"]?.GetValue<string>() != identity)
                 {
                     Progress(job, new JsonObject { ["phase"] = "evaluation", ["done"] = i, ["total"] = tasks.Count, ["current"] = task.Label + $" at step {task.Step}" });
                     evaluator ??= new StudyEvaluator(plan, outDir, cfg, log);
@@ -86,6 +88,7 @@ public sealed class StudyRunner(StudyPlan plan, string outDir, Action<string>? l
                         model = TrainedModel.Load(folder.Checkpoint(job, task.Step));
                     }
                     cached = evaluator.Evaluate(model, task);
+                    cached["identity"] = identity;
                     StudyFolder.Write(path, cached);
                     cached = StudyFolder.Read(path)!;   // as a resumed job reads it: the result is the same either way
                     Evaluations++;
@@ -130,11 +133,39 @@ public sealed class StudyRunner(StudyPlan plan, string outDir, Action<string>? l
         log?.Invoke($"study: {job.Id} done → {folder.Result(job)}");
     }
 
+    // The first key whose value differs between the plan's config and a run's saved one (train.precision auto, which a
+    // run resolves, threads and the data folder aside), or null.
+    private static (string Key, string Plan, string Saved)? ChangedKey(RunConfig planned, RunConfig saved)
+    {
+        var a = ConfigLoader.ToTree(planned);
+        var b = ConfigLoader.ToTree(saved);
+        if (planned.Train.Precision == Models.Precisions.Auto) b["train"]!["precision"] = Models.Precisions.Auto;
+        foreach (var t in new[] { a, b })
+        {
+            t["train"]!["threads"] = 0;
+            t["data"]!["data-dir"] = null;
+        }
+        foreach (var (section, node) in a)
+        {
+            var other = b[section]?.AsObject();
+            foreach (var (key, value) in node!.AsObject())
+            {
+                var v = other?[key];
+                if (!JsonNode.DeepEquals(value, v)) return ($"{section}.{key}", value?.ToJsonString() ?? "null", v?.ToJsonString() ?? "null");
+            }
+        }
+        return null;
+    }
+
     // Trains (or resumes) the job's run to the budget, copying the checkpoint at each evaluation step; returns train.json.
     private JsonObject Train(StudyJob job, RunConfig cfg)
     {
-        if (StudyFolder.Read(folder.TrainInfo(job)) is { } done && plan.EvalSteps.All(s => File.Exists(folder.Checkpoint(job, s)))) return done;
         string runDir = folder.Run(job);
+        // Work from an earlier plan whose training differs is refused, naming the key (a finished job's result is kept as it is).
+        string savedConfig = Path.Combine(runDir, RunFolder.ConfigFile);
+        if (File.Exists(savedConfig) && ChangedKey(cfg, ConfigLoader.FromJson(File.ReadAllText(savedConfig), savedConfig)) is { } changed)
+            throw new UserError($"{plan.Path}: job {job.Id}: {changed.Key} is {changed.Plan} in the plan but {changed.Saved} in {runDir}, trained for an earlier plan; delete {folder.Work(job)} to redo the job");
+        if (StudyFolder.Read(folder.TrainInfo(job)) is { } done && plan.EvalSteps.All(s => File.Exists(folder.Checkpoint(job, s)))) return done;
         bool resume = File.Exists(Path.Combine(runDir, Checkpoint.FileName));
         if (!resume && Directory.Exists(runDir)) Directory.Delete(runDir, recursive: true);   // killed before its first checkpoint
         var runCfg = resume ? TrainingRun.ResumeConfig(runDir, (int?)null, null) : cfg;
