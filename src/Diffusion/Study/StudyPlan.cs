@@ -21,7 +21,8 @@ public sealed record StudySampler(string Label, IReadOnlyList<KeyValuePair<strin
 public sealed record SweepPoint(string Label, IReadOnlyList<KeyValuePair<string, string>> Assignments);
 
 /// <summary>A sampling-only sweep: extra evaluations of one variant's checkpoints with each point's options on top of the listed samplers; no extra training.</summary>
-public sealed record StudySweep(string Name, string Variant, IReadOnlyList<string> Samplers, IReadOnlyList<SweepPoint> Points);
+/// <remarks>With <paramref name="FinalOnly"/> it runs at the final checkpoint only; otherwise wherever its samplers run.</remarks>
+public sealed record StudySweep(string Name, string Variant, IReadOnlyList<string> Samplers, IReadOnlyList<SweepPoint> Points, bool FinalOnly = false);
 
 /// <summary>How every evaluation draws and scores its samples.</summary>
 public sealed record StudyEvaluation
@@ -122,7 +123,7 @@ public sealed class StudyPlan
         {
             bool final = step == EvalSteps[^1];
             foreach (var s in Samplers.Where(s => final || !s.FinalOnly)) tasks.Add(new EvalTask(step, s, null, null));
-            foreach (var sweep in Sweeps.Where(w => w.Variant == variant.Name))
+            foreach (var sweep in Sweeps.Where(w => w.Variant == variant.Name && (final || !w.FinalOnly)))
                 foreach (var s in Samplers.Where(s => sweep.Samplers.Contains(s.Label) && (final || !s.FinalOnly)))
                     foreach (var p in sweep.Points) tasks.Add(new EvalTask(step, s, sweep, p));
         }
@@ -257,7 +258,7 @@ public sealed class StudyPlan
         var sweeps = new List<StudySweep>();
         foreach (var (w, at) in r.Tables(root, "sweeps", required: false))
         {
-            r.Keys(w, at, ["name", "variant", "samplers", "points"]);
+            r.Keys(w, at, ["name", "variant", "samplers", "points", "final-only"]);
             string name = r.Name(w, at);
             string variant = r.Str(w, "variant", "", at + ".variant");
             if (!variants.Any(v => v.Name == variant)) throw r.Error(at + ".variant", $"no variant named '{variant}'");
@@ -272,7 +273,8 @@ public sealed class StudyPlan
                 if (points.Any(x => x.Label == label)) throw r.Error(pat + ".label", $"'{label}' is given twice");
                 points.Add(new SweepPoint(label, r.Options(p, pat)));
             }
-            sweeps.Add(new StudySweep(name, variant, labels, points));
+            if (sweeps.Any(x => x.Name == name)) throw r.Error(at + ".name", $"'{name}' is given twice");
+            sweeps.Add(new StudySweep(name, variant, labels, points, r.Bool(w, "final-only", false, at + ".final-only")));
         }
 
         var e = root["evaluation"] as JsonObject ?? throw r.Error("evaluation", "is required: a table with n, seed, reference, features, metrics");

@@ -23,12 +23,13 @@ public static class StudyReport
         ("mixture_within_3sigma", "fraction within 3σ of a mode"), ("mixture_modes_covered", "modes covered"), ("mixture_log_likelihood", "mean log-likelihood under the true mixture"),
     ];
 
-    /// <summary>A number as the report prints it: four significant digits in fixed point (at least the units), G3 below 10⁻⁴.</summary>
+    /// <summary>A number as the report prints it: four significant digits in fixed point (at least the units), G3 below 10⁻⁴, whole numbers as they are.</summary>
     public static string Number(double v)
     {
         if (v == 0 || !double.IsFinite(v)) return v.ToString(C);
         double a = Math.Abs(v);
         if (a < 1e-4) return v.ToString("G3", C);
+        if (v == Math.Round(v) && a < 1e7) return v.ToString("F0", C);   // counts (modes covered) as they are
         int decimals = Math.Clamp(3 - (int)Math.Floor(Math.Log10(a)), 0, 7);
         return Math.Round(v, decimals).ToString("F" + decimals, C);
     }

@@ -11,8 +11,8 @@ public sealed record JobStatus(StudyJob Job, string State, string Detail);
 
 /// <summary>
 /// <c>diffusion study --status</c>: every job's state read from the files the workers write, and an estimate of the work
-/// left from measured durations — training seconds per step (the variant's own mean over its finished jobs, else the mean
-/// over all finished jobs) and evaluation seconds per sample·NFE (sampling and scoring, over every finished evaluation).
+/// left from measured durations — training seconds per step (the variant's own mean over its finished trainings, else the
+/// mean over all), sampling seconds per sample·NFE and scoring seconds per sample (over every evaluation made so far).
 /// </summary>
 public sealed class StudyStatus
 {
@@ -26,19 +26,21 @@ public sealed class StudyStatus
     public static StudyStatus Of(StudyPlan plan, string outDir)
     {
         var folder = new StudyFolder(outDir);
-        var results = folder.Results();
-        // Training: seconds per step per variant and overall, from finished jobs.
-        var trainRates = results.Where(r => r["train"]?["seconds"] is not null)
-            .Select(r => (Variant: r["variant"]!.GetValue<string>(), Seconds: r["train"]!["seconds"]!.GetValue<double>(), Steps: r["train"]!["steps"]!.GetValue<long>())).ToList();
+        // Training: seconds per step per variant and overall, from every finished training (train.json of finished and partial jobs).
+        var trainRates = new List<(string Variant, double Seconds, long Steps)>();
+        var evals = new List<JsonObject>();
+        foreach (var job in plan.Jobs())
+        {
+            if (StudyFolder.Read(folder.TrainInfo(job)) is { } t && t["seconds"] is not null)
+                trainRates.Add((job.Variant.Name, t["seconds"]!.GetValue<double>(), t["steps"]!.GetValue<long>()));
+            var evalDir = Path.GetDirectoryName(folder.Eval(job, plan.Tasks(job.Variant)[0]))!;
+            if (Directory.Exists(evalDir)) evals.AddRange(Directory.GetFiles(evalDir, "*.json").Select(StudyFolder.Read).OfType<JsonObject>());
+        }
         double? globalTrain = trainRates.Count == 0 ? null : trainRates.Sum(t => t.Seconds) / trainRates.Sum(t => t.Steps);
-        // Evaluation: seconds per sample·NFE from every evaluation written so far (finished jobs' and cached ones).
-        var evals = results.SelectMany(r => r["evaluations"]!.AsArray().OfType<JsonObject>()).ToList();
-        var work = Path.Combine(outDir, "work");
-        if (Directory.Exists(work))
-            foreach (var f in Directory.EnumerateFiles(work, "*.json", SearchOption.AllDirectories).Where(f => Path.GetFileName(Path.GetDirectoryName(f)) == "evals"))
-                if (StudyFolder.Read(f) is { } o) evals.Add(o);
-        double evalWork = evals.Sum(e => e["n"]!.GetValue<double>() * e["nfe"]!.GetValue<double>());
-        double? evalRate = evalWork == 0 ? null : evals.Sum(e => e["sample_seconds"]!.GetValue<double>() + e["score_seconds"]!.GetValue<double>()) / evalWork;
+        // Evaluation: sampling seconds per sample·NFE and scoring seconds per sample, from every evaluation made so far.
+        double sampleWork = evals.Sum(e => e["n"]!.GetValue<double>() * e["nfe"]!.GetValue<double>());
+        double? sampleRate = sampleWork == 0 ? null : evals.Sum(e => e["sample_seconds"]!.GetValue<double>()) / sampleWork;
+        double? scoreRate = evals.Count == 0 ? null : evals.Sum(e => e["score_seconds"]!.GetValue<double>()) / evals.Sum(e => e["n"]!.GetValue<double>());
 
         var jobs = new List<JobStatus>();
         double left = 0;
@@ -64,7 +66,7 @@ public sealed class StudyStatus
             jobs.Add(new JobStatus(job, running ? "running" : "left", detail));
 
             double? trainRate = trainRates.Where(t => t.Variant == job.Variant.Name).ToList() is { Count: > 0 } own ? own.Sum(t => t.Seconds) / own.Sum(t => t.Steps) : globalTrain;
-            if (trainRate is null || evalRate is null) { unknown = true; continue; }
+            if (trainRate is null || sampleRate is null || scoreRate is null) { unknown = true; continue; }
             left += (plan.Steps - trained) * trainRate.Value;
             foreach (var t in tasks.Where(t => !File.Exists(folder.Eval(job, t))))
             {
@@ -74,13 +76,13 @@ public sealed class StudyStatus
                     var schedule = cfg.Schedule.Build();
                     k = nfe[(job.Variant.Name, t.Label)] = Samplers.Create(SampleRun.Resolve(cfg.Sample, t.Assignments, schedule.T), schedule, false).Evaluations;
                 }
-                left += plan.Evaluation.N * (double)k * evalRate.Value;
+                left += plan.Evaluation.N * ((double)k * sampleRate!.Value + scoreRate!.Value);
             }
         }
         var c = CultureInfo.InvariantCulture;
         string estimate = unknown
-            ? "no estimate yet (it needs one finished job for the training rate and one finished evaluation for the evaluation rate)"
-            : string.Create(c, $"estimated from {trainRates.Count} finished job(s) (training {globalTrain:G3} s/step on average; each variant's own rate where one of its jobs finished) and {evals.Count} evaluation(s) ({1000 * evalRate:G3} ms per sample·NFE, sampling and scoring); serial time, divide by the number of workers");
+            ? "no estimate yet (it needs one finished training for the training rate and one finished evaluation for the evaluation rates)"
+            : string.Create(c, $"estimated from {trainRates.Count} finished training(s) ({globalTrain:G3} s/step on average; each variant's own rate where one of its trainings finished) and {evals.Count} evaluation(s) (sampling {1000 * sampleRate:G3} ms per sample·NFE, scoring {1000 * scoreRate:G3} ms per sample); serial time, divide by the number of workers");
         return new StudyStatus { Jobs = jobs, SecondsLeft = unknown ? null : left, Estimate = estimate };
     }
 
