@@ -20,7 +20,8 @@ public static class StudyCommand
         A job is one variant with one seed: it trains (keeping a checkpoint copy at each evaluation step), evaluates each
         checkpoint × sampler, and writes DIR/results/<variant>-seed<k>.json. The whole plan is checked before anything is
         trained. Workers claim jobs with DIR/work/<job>/job.lock, so several may run the same plan at once; a killed
-        worker's job resumes from its training checkpoint and its cached evaluations; a finished job is never redone.
+        worker's job resumes from its training checkpoint and its cached evaluations; a finished job is never redone. A job
+        that fails (e.g. its training diverges) is recorded in work/<job>/failed.json and skipped until that is deleted.
         Samples are not kept (each is scored in memory, then dropped).
 
         Two workers on a two-core machine:
@@ -66,7 +67,9 @@ public static class StudyCommand
         var runner = new StudyRunner(plan, outDir, quiet ? null : m => Console.Error.WriteLine(m));
         int done = runner.RunAll();
         var status = StudyStatus.Of(plan, outDir);
-        Console.Error.WriteLine($"study: this worker finished {done} job(s); {status.Count("done")} done, {status.Count("running")} running, {status.Count("left")} left of {status.Jobs.Count}");
+        Console.Error.WriteLine($"study: this worker finished {done} job(s); {status.Count("done")} done, {status.Count("running")} running, {status.Count("left")} left, {status.Count("failed")} failed of {status.Jobs.Count}");
+        if (runner.Failed.Count > 0)
+            throw new UserError($"study: {runner.Failed.Count} job(s) failed here ({runner.Failed[0].Job}: {runner.Failed[0].Error}); see --status, and delete {outDir}/work/<job>/failed.json to retry");
         return 0;
     }
 }

@@ -183,6 +183,47 @@ public class StudyTests
     }
 
     [Fact]
+    public void A_failing_job_is_recorded_and_skipped_while_the_others_finish()
+    {
+        var dir = TestUtil.TempDir("study-failed");
+        var text = TinyPlan.Replace("name = \"debiased\"\nremedy = [\"debiased\"]", "name = \"debiased\"\nset = [\"train.lr=1e30\", \"train.grad-clip=0\"]");
+        var plan = Plan(dir, text);
+        var runner = new StudyRunner(plan, Out(dir));
+        Assert.Equal(2, runner.RunAll());
+        Assert.Equal(["debiased-seed0", "debiased-seed1"], runner.Failed.Select(f => f.Job));
+        Assert.Contains("diverged", runner.Failed[0].Error);
+        var status = StudyStatus.Of(plan, Out(dir));
+        Assert.Equal(2, status.Count("failed"));
+        Assert.Contains("2 done, 0 running, 0 left, 2 failed of 4 jobs", status.ToText());
+        // Skipped by the next worker until failed.json goes.
+        var again = new StudyRunner(plan, Out(dir));
+        Assert.Equal(0, again.RunAll());
+        Assert.Equal(0, again.TrainingSessions);
+        var report = StudyReport.Write(plan, Out(dir), Path.Combine(dir, "report.md"), "diffusion study …");
+        Assert.Contains("Failed (see `diffusion study --status`): debiased-seed0, debiased-seed1.", report);
+    }
+
+    [Fact]
+    public void Two_worker_processes_share_the_jobs()
+    {
+        var dir = TestUtil.TempDir("study-processes");
+        var plan = Plan(dir);
+        string path = Path.Combine(dir, "plan.toml");
+        var a = Task.Run(() => CliTests.Run("study", path, "--out", Out(dir), "--threads", "1"));
+        var b = Task.Run(() => CliTests.Run("study", path, "--out", Out(dir), "--threads", "1"));
+        var results = new[] { a.Result, b.Result };
+        Assert.All(results, r => Assert.True(r.Code == 0, r.Err));
+        // Every job is done by exactly one of the two.
+        var done = results.SelectMany(r => r.Err.Split('\n').Where(l => l.StartsWith("study: ", StringComparison.Ordinal) && l.Contains(" done → ", StringComparison.Ordinal))
+                                                    .Select(l => l.Split(' ')[1])).ToList();
+        Assert.Equal(plan.Jobs().Select(j => j.Id).Order(), done.Order());
+        Assert.Equal(4, Directory.GetFiles(Path.Combine(Out(dir), "results")).Length);
+        var status = CliTests.Run("study", path, "--out", Out(dir), "--status");
+        Assert.Equal(0, status.Code);
+        Assert.Contains("4 done, 0 running, 0 left of 4 jobs", status.Out);
+    }
+
+    [Fact]
     public void Two_workers_never_run_the_same_job()
     {
         var dir = TestUtil.TempDir("study-workers");

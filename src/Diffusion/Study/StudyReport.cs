@@ -78,7 +78,9 @@ public static class StudyReport
         md.AppendLine();
         var jobs = plan.Jobs();
         var missing = jobs.Where(j => !results.Any(r => r["job"]!.GetValue<string>() == j.Id)).Select(j => j.Id).ToList();
-        md.AppendLine($"* **Jobs:** {jobs.Count - missing.Count} of {jobs.Count} finished" + (missing.Count == 0 ? "." : $"; not yet: {string.Join(", ", missing)}."));
+        var failed = jobs.Where(j => File.Exists(new StudyFolder(outDir).Failed(j))).Select(j => j.Id).ToList();
+        md.AppendLine($"* **Jobs:** {jobs.Count - missing.Count} of {jobs.Count} finished" + (missing.Count == 0 ? "." : $"; not yet: {string.Join(", ", missing)}.") +
+                      (failed.Count == 0 ? "" : $" Failed (see `diffusion study --status`): {string.Join(", ", failed)}."));
         var batch = results.Select(r => r["train"]!["batch_size"]!.GetValue<int>()).Distinct().ToList();
         md.AppendLine($"* **Budget:** {plan.Steps} training steps of batch {string.Join("/", batch)} per job (base config `{plan.Config}`" +
                       (plan.Sets.Count == 0 ? "" : $", `--set {string.Join(" --set ", plan.Sets)}`") + $"); checkpoints evaluated at steps {string.Join(", ", plan.EvalSteps)}.");
@@ -94,6 +96,21 @@ public static class StudyReport
         var e = plan.Evaluation;
         md.AppendLine($"* **Evaluation:** {e.N} samples per checkpoint and sampler, sample seed {e.Seed} for every variant (the same x_T), EMA weights; {e.Features} features against `{e.Reference}` (at most {e.ReferenceN} examples); metrics {string.Join(", ", e.Metrics)}. Samples are not kept.");
         md.AppendLine("* **Spread:** ± is the sample standard deviation over seeds (n − 1 in the denominator); with a single seed the value is shown alone.");
+        md.AppendLine();
+
+        // Training: final loss (not comparable across objectives) and time.
+        md.AppendLine("## Training");
+        md.AppendLine();
+        md.AppendLine("| variant | seeds | final loss | training seconds | steps/s |");
+        md.AppendLine("|---|---|---|---|---|");
+        foreach (var v in variants)
+        {
+            var mine = results.Where(r => r["variant"]!.GetValue<string>() == v).Select(r => r["train"]!).ToList();
+            List<double> Of(string key) => mine.Where(t => t[key] is not null).Select(t => t[key]!.GetValue<double>()).ToList();
+            md.AppendLine($"| {v} | {mine.Count} | {Cell(Of("final_loss"))} | {Cell(Of("seconds"))} | {Cell(Of("steps_per_second"))} |");
+        }
+        md.AppendLine();
+        md.AppendLine("The final loss is the mean logged training objective over the last 100 steps; it is not comparable between variants whose objective differs (another weighting, an added term). Seconds move with the machine's load.");
         md.AppendLine();
 
         // Tables at the final checkpoint, one per metric present.

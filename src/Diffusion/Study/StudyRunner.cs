@@ -13,7 +13,8 @@ namespace Diffusion.Study;
 /// A job trains its variant with its seed to the budget, stopping at each evaluation step to copy the checkpoint
 /// (<see cref="Trainer.Run(long?)"/>: the learning-rate schedule counts to the budget, so the stops change nothing), then
 /// evaluates each checkpoint × sampler (and sweep point) with <see cref="StudyEvaluator"/>, caching each evaluation as a
-/// file, and finally writes the result. A killed worker loses at most the training since the last checkpoint
+/// file, and finally writes the result. A job whose training fails (diverges) is recorded in
+/// <c>failed.json</c> and skipped from then on, and the worker goes on. A killed worker loses at most the training since the last checkpoint
 /// (<c>train.checkpoint-every</c>; the run resumes exactly) or the one evaluation in progress; a finished job is never redone.
 /// </para>
 /// </summary>
@@ -30,6 +31,8 @@ public sealed class StudyRunner(StudyPlan plan, string outDir, Action<string>? l
     public int Evaluations { get; private set; }
     /// <summary>Jobs this worker finished.</summary>
     public List<string> Finished { get; } = [];
+    /// <summary>Jobs that failed in this worker with a user error (recorded in their <c>failed.json</c>, skipped by every worker until it is deleted).</summary>
+    public List<(string Job, string Error)> Failed { get; } = [];
 
     /// <summary>Checks the plan, then runs every unclaimed, unfinished job; returns the number this worker finished.</summary>
     public int RunAll()
@@ -39,13 +42,23 @@ public sealed class StudyRunner(StudyPlan plan, string outDir, Action<string>? l
         {
             foreach (var job in plan.Jobs())
             {
-                if (File.Exists(folder.Result(job))) continue;
+                if (File.Exists(folder.Result(job)) || File.Exists(folder.Failed(job))) continue;
                 Directory.CreateDirectory(folder.Work(job));
                 using var claim = RunLock.TryAcquire(folder.Work(job), StudyFolder.LockFile, log);
                 if (claim is null) continue;                            // another worker has it
-                if (File.Exists(folder.Result(job))) continue;          // finished meanwhile
-                RunJob(job);
-                Finished.Add(job.Id);
+                if (File.Exists(folder.Result(job)) || File.Exists(folder.Failed(job))) continue;   // finished (or failed) meanwhile
+                try
+                {
+                    RunJob(job);
+                    Finished.Add(job.Id);
+                }
+                catch (StudyJobFailedError e)
+                {
+                    // The job's own problem (e.g. its training diverged): recorded, and the worker goes on with the others.
+                    StudyFolder.Write(folder.Failed(job), new JsonObject { ["job"] = job.Id, ["error"] = e.Message, ["utc"] = DateTime.UtcNow.ToString("o") });
+                    Failed.Add((job.Id, e.Message));
+                    log?.Invoke($"study: {job.Id} failed: {e.Message} (recorded in {folder.Failed(job)}; delete it to retry)");
+                }
             }
             return Finished.Count;
         }
@@ -188,7 +201,11 @@ public sealed class StudyRunner(StudyPlan plan, string outDir, Action<string>? l
             string copy = folder.Checkpoint(job, s);
             if (File.Exists(copy)) continue;
             if (trainer.Step > s) throw new InvalidOperationException($"{runDir} is at step {trainer.Step}, past the evaluation step {s} whose checkpoint copy is missing; delete {folder.Work(job)} to redo the job");
-            if (trainer.Step < s) trainer.Run(s);
+            if (trainer.Step < s)
+            {
+                try { trainer.Run(s); }
+                catch (UserError e) { throw new StudyJobFailedError(e.Message, e); }   // diverged: the job's own failure
+            }
             Directory.CreateDirectory(Path.GetDirectoryName(copy)!);
             string tmp = $"{copy}.tmp-{Environment.ProcessId}";
             File.Copy(Path.Combine(runDir, Checkpoint.FileName), tmp, overwrite: true);

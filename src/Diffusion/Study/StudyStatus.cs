@@ -6,7 +6,7 @@ using Diffusion.Training;
 
 namespace Diffusion.Study;
 
-/// <summary>Where one job stands: done (a result file), running (a live claim, with the worker's progress) or left.</summary>
+/// <summary>Where one job stands: done (a result file), running (a live claim, with the worker's progress), failed (its <c>failed.json</c>) or left.</summary>
 public sealed record JobStatus(StudyJob Job, string State, string Detail);
 
 /// <summary>
@@ -49,6 +49,11 @@ public sealed class StudyStatus
         foreach (var job in plan.Jobs())
         {
             if (File.Exists(folder.Result(job))) { jobs.Add(new JobStatus(job, "done", "")); continue; }
+            if (StudyFolder.Read(folder.Failed(job)) is { } failed)
+            {
+                jobs.Add(new JobStatus(job, "failed", $"{failed["error"]} (delete {folder.Failed(job)} to retry)"));
+                continue;
+            }
             var tasks = plan.Tasks(job.Variant);
             int cachedEvals = tasks.Count(t => File.Exists(folder.Eval(job, t)));
             var progress = StudyFolder.Read(folder.Progress(job));
@@ -90,7 +95,7 @@ public sealed class StudyStatus
     {
         var sb = new StringBuilder();
         foreach (var j in Jobs) sb.AppendLine($"{j.Job.Id,-40} {j.State,-8} {j.Detail}".TrimEnd());
-        sb.AppendLine($"{Count("done")} done, {Count("running")} running, {Count("left")} left of {Jobs.Count} jobs");
+        sb.AppendLine($"{Count("done")} done, {Count("running")} running, {Count("left")} left" + (Count("failed") > 0 ? $", {Count("failed")} failed" : "") + $" of {Jobs.Count} jobs");
         sb.AppendLine(SecondsLeft is double s ? $"left: {Hours(s)} of work — {Estimate}" : $"left: {Estimate}");
         return sb.ToString();
     }
