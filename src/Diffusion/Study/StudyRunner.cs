@@ -40,26 +40,9 @@ public sealed class StudyRunner(StudyPlan plan, string outDir, Action<string>? l
         plan.Validate();   // every problem of the plan before anything trains
         try
         {
-            foreach (var job in plan.Jobs())
-            {
-                if (File.Exists(folder.Result(job)) || File.Exists(folder.Failed(job))) continue;
-                Directory.CreateDirectory(folder.Work(job));
-                using var claim = RunLock.TryAcquire(folder.Work(job), StudyFolder.LockFile, log);
-                if (claim is null) continue;                            // another worker has it
-                if (File.Exists(folder.Result(job)) || File.Exists(folder.Failed(job))) continue;   // finished (or failed) meanwhile
-                try
-                {
-                    RunJob(job);
-                    Finished.Add(job.Id);
-                }
-                catch (StudyJobFailedError e)
-                {
-                    // The job's own problem (e.g. its training diverged): recorded, and the worker goes on with the others.
-                    StudyFolder.Write(folder.Failed(job), new JsonObject { ["job"] = job.Id, ["error"] = e.Message, ["utc"] = DateTime.UtcNow.ToString("o") });
-                    Failed.Add((job.Id, e.Message));
-                    log?.Invoke($"study: {job.Id} failed: {e.Message} (recorded in {folder.Failed(job)}; delete it to retry)");
-                }
-            }
+            // Passes over the jobs until one claims nothing: a job skipped because another worker held it is looked at
+            // again, and taken if that worker has died meanwhile (its lock is then stale).
+            while (Pass()) { }
             return Finished.Count;
         }
         finally
@@ -67,6 +50,34 @@ public sealed class StudyRunner(StudyPlan plan, string outDir, Action<string>? l
             evaluator?.Dispose();
             evaluator = null;
         }
+    }
+
+    // One pass over the jobs in plan order; true when it claimed one.
+    private bool Pass()
+    {
+        bool claimed = false;
+        foreach (var job in plan.Jobs())
+        {
+            if (File.Exists(folder.Result(job)) || File.Exists(folder.Failed(job))) continue;
+            Directory.CreateDirectory(folder.Work(job));
+            using var claim = RunLock.TryAcquire(folder.Work(job), StudyFolder.LockFile, log);
+            if (claim is null) continue;                            // another worker has it
+            if (File.Exists(folder.Result(job)) || File.Exists(folder.Failed(job))) continue;   // finished (or failed) meanwhile
+            claimed = true;
+            try
+            {
+                RunJob(job);
+                Finished.Add(job.Id);
+            }
+            catch (StudyJobFailedError e)
+            {
+                // The job's own problem (its training diverged): recorded, and the worker goes on with the others.
+                StudyFolder.Write(folder.Failed(job), new JsonObject { ["job"] = job.Id, ["error"] = e.Message, ["utc"] = DateTime.UtcNow.ToString("o") });
+                Failed.Add((job.Id, e.Message));
+                log?.Invoke($"study: {job.Id} failed: {e.Message} (recorded in {folder.Failed(job)}; delete it to retry)");
+            }
+        }
+        return claimed;
     }
 
     private void Progress(StudyJob job, JsonObject o)
