@@ -204,6 +204,22 @@ public class StudyTests
     }
 
     [Fact]
+    public void A_claim_left_by_a_dead_worker_is_taken_over()
+    {
+        var dir = TestUtil.TempDir("study-stale");
+        var plan = Plan(dir);
+        var folder = new StudyFolder(Out(dir));
+        var job = plan.Jobs()[0];
+        Directory.CreateDirectory(folder.Work(job));
+        using (var gone = System.Diagnostics.Process.Start("true")!) { gone.WaitForExit(); RunLock.Write(folder.Lock(job), new RunLock.Holder(gone.Id, Environment.MachineName, DateTime.UtcNow.AddMinutes(-1))); }
+        Assert.Equal("left", StudyStatus.Of(plan, Out(dir)).Jobs[0].State);   // not running: its worker is gone
+        var notes = new List<string>();
+        var runner = new StudyRunner(plan, Out(dir), m => { lock (notes) notes.Add(m); });
+        Assert.Equal(4, runner.RunAll());
+        Assert.Contains(notes, n => n.Contains("took over the stale lock", StringComparison.Ordinal));
+    }
+
+    [Fact]
     public void Two_worker_processes_share_the_jobs()
     {
         var dir = TestUtil.TempDir("study-processes");
