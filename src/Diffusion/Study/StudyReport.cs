@@ -147,7 +147,7 @@ public static class StudyReport
                     var pts = plan.EvalSteps.Select(st => (st, Values(v, st, s.Label, pm))).Where(p => p.Item2.Count > 0).ToList();
                     return (v, pts.Select(p => (double)p.st).ToArray(), pts.Select(p => p.Item2.Average()).ToArray());
                 }).ToList();
-                Plots.Lines(Path.Combine(dir, png), $"{plan.Name}: {pm} with {s.Label} against training steps (mean over seeds)", "training step", pm, series);
+                Plots.Lines(Path.Combine(dir, png), $"{plan.Name}: {pm} with {s.Label} against training steps (mean over seeds)", "training step", pm, series, markers: true);
                 md.AppendLine($"![{pm} with {s.Label} against training steps, one line per variant, seeds averaged]({png})");
                 md.AppendLine();
             }
