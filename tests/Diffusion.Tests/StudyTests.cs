@@ -6,8 +6,15 @@ using Diffusion.Training;
 namespace Diffusion.Tests;
 
 /// <summary><c>diffusion study</c> on a tiny toy plan: 2 variants × 2 seeds, 30 MLP steps, checkpoints at 15 and 30, two samplers and a sweep.</summary>
-public class StudyTests
+public class StudyTests : IDisposable
 {
+    // One libtorch thread, as a study worker runs beside another (and the tiny networks gain nothing from two).
+    private readonly int threads = TorchSharp.torch.get_num_threads();
+
+    public StudyTests() => TorchSharp.torch.set_num_threads(1);
+
+    public void Dispose() => TorchSharp.torch.set_num_threads(threads);
+
     private const string TinyPlan = """
         name = "tiny"
         config = "toy"
