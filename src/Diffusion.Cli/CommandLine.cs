@@ -32,6 +32,7 @@ public static class CommandLine
         new("diagnose", "measure exposure bias, x0 bias, Lipschitz in t, error propagation, mixture steps", () => DiagnoseCommand.Help, DiagnoseCommand.Run),
         new("export", "write a run's EMA weights as safetensors (with its config) for PyTorch tools", () => ExportCommand.Help, ExportCommand.Run),
         new("bench", "training and sampling throughput of the reference UNet configs", () => BenchCommand.Help, BenchCommand.Run),
+        new("study", "run a study plan (variants × seeds × samplers at equal budget), its status, its report", () => StudyCommand.Help, StudyCommand.Run),
     ];
 
     public const string RootDescription = "diffusion — train, sample and benchmark denoising diffusion models (TorchSharp, CPU)";

@@ -5,9 +5,9 @@ namespace Diffusion.IO;
 /// <summary>PNG plots of training curves and 2-D samples (ScottPlot), axes labelled.</summary>
 public static class Plots
 {
-    /// <summary>A line plot of one or more named series against x.</summary>
+    /// <summary>A line plot of one or more named series against x (with <paramref name="markers"/>, each point marked: for few points).</summary>
     public static void Lines(string path, string title, string xLabel, string yLabel,
-                             IEnumerable<(string Name, double[] X, double[] Y)> series, bool logY = false, int width = 900, int height = 600)
+                             IEnumerable<(string Name, double[] X, double[] Y)> series, bool logY = false, int width = 900, int height = 600, bool markers = false)
     {
         var plt = new Plot();
         int count = 0;
@@ -17,7 +17,7 @@ public static class Plots
             var yv = logY ? ys.Select(v => v > 0 ? Math.Log10(v) : double.NaN).ToArray() : ys;
             var sc = plt.Add.Scatter(xs, yv);
             sc.LegendText = name;
-            sc.MarkerSize = 0;
+            sc.MarkerSize = markers ? 7 : 0;
             sc.LineWidth = 1.5f;
             count++;
         }

@@ -67,6 +67,32 @@ public sealed class RunLock : IDisposable
     }
 
     /// <summary>
+    /// Takes the lock file <paramref name="fileName"/> in <paramref name="dir"/> unless a live holder has it (another
+    /// process, or another holder in this one): null then. A stale lock is taken over, saying so through
+    /// <paramref name="onMessage"/>. <c>diffusion study</c> claims its jobs with it.
+    /// </summary>
+    public static RunLock? TryAcquire(string dir, string fileName, Action<string>? onMessage)
+    {
+        string path = System.IO.Path.Combine(dir, fileName);
+        for (int attempt = 0; attempt < 5; attempt++)
+        {
+            if (TryCreate(path)) return new RunLock(path);
+            var holder = Read(path);
+            if (holder is null)
+            {
+                Thread.Sleep(100);
+                continue;
+            }
+            if (!holder.IsStale()) return null;
+            // Delete only the stale file read above (not a fresh lock another taker made meanwhile).
+            if (Read(path) != holder) continue;
+            onMessage?.Invoke($"note: took over the stale lock {path} of {holder} (that process is gone)");
+            try { File.Delete(path); } catch (IOException) { }
+        }
+        return null;
+    }
+
+    /// <summary>
     /// Refuses when a live process holds the lock of <paramref name="runDir"/>: before deleting the folder, or before a
     /// command says anything about a run it will not be able to start.
     /// </summary>

@@ -150,11 +150,19 @@ public sealed class Trainer : IDisposable
     public double LearningRate(long s) => lrSchedule.At(s);
 
     /// <summary>Runs until <c>train.steps</c> steps in total, then writes the final checkpoint.</summary>
-    public void Run()
+    public void Run() => Run(null);
+
+    /// <summary>
+    /// Runs until <c>train.steps</c> steps in total, then writes the final checkpoint. With <paramref name="stopAt"/> it
+    /// stops earlier, after that step, and writes the checkpoint there: the learning-rate schedule still counts to
+    /// <c>train.steps</c>, so a run continued later (by another call, or a resume) takes the same steps as one that never
+    /// stopped (<c>diffusion study</c> evaluates its checkpoints this way).
+    /// </summary>
+    public void Run(long? stopAt)
     {
         var sw = Stopwatch.StartNew();
         double elapsedBefore = ElapsedSeconds;
-        long total = cfg.Train.Steps;
+        long total = Math.Min(cfg.Train.Steps, stopAt ?? long.MaxValue);
         long sessionStart = step;
         var parameters = model.parameters().ToList();
         using var log = new RunLog(folder.LogPath, cfg.Train.BatchSize, objective.LogParts);
@@ -189,7 +197,7 @@ public sealed class Trainer : IDisposable
             if (step % cfg.Train.LogEvery == 0 || step == total) log.Write(step, lr);
 
             double elapsed = elapsedBefore + sw.Elapsed.TotalSeconds;
-            OnProgress?.Invoke(new TrainProgress(step, total, smoothed, (step - sessionStart) / Math.Max(sw.Elapsed.TotalSeconds, 1e-9), elapsed));
+            OnProgress?.Invoke(new TrainProgress(step, cfg.Train.Steps, smoothed, (step - sessionStart) / Math.Max(sw.Elapsed.TotalSeconds, 1e-9), elapsed));
             if (step % cfg.Train.CheckpointEvery == 0 || step == total)
             {
                 SaveCheckpoint(elapsed);

@@ -1,0 +1,78 @@
+using Diffusion.Study;
+using TorchSharp;
+
+namespace Diffusion.Cli;
+
+/// <summary><c>diffusion study</c>: run a study plan as one worker, show its status, or write its report (<see cref="Diffusion.Study"/>).</summary>
+public static class StudyCommand
+{
+    /// <summary>The options, in the order the help lists them.</summary>
+    internal static readonly IReadOnlyList<OptionSpec> Options =
+    [
+        OptionSpec.Value("out", "DIR", "the study folder (results/, work/, reference.npz)"),
+        OptionSpec.Value("threads", "N", "libtorch CPU threads of this worker (one per worker when two run)"),
+        OptionSpec.Switch("status", """
+            each job done / running (with its progress) / left, and the time left estimated from
+            the measured training and evaluation rates
+            """),
+        OptionSpec.Switch("report", "a Markdown report from DIR/results only (default DIR/report.md; plots beside it)"),
+        OptionSpec.Value("report-out", "FILE", "where --report writes"),
+        OptionSpec.Switch("quiet", "no log lines"),
+    ];
+
+    public static HelpPage Help => new("""
+        diffusion study PLAN.toml --out DIR [--threads N] [--quiet]
+        diffusion study PLAN.toml --out DIR --status
+        diffusion study PLAN.toml --out DIR --report [--report-out FILE.md]
+        """, """
+        Does remedy X help on my data at equal budget? A plan (TOML) names a base config (as train --config) and common
+        --set assignments, the training budget and the steps whose checkpoints are evaluated, variants (each a name,
+        remedies and --set assignments, optionally its own seeds), the seeds, samplers (label, sampler, steps, options as
+        diffusion sample takes them, optionally final-only), sampling-only sweeps (extra sample options on one variant's
+        checkpoints) and the evaluation (n, sample seed, reference, features, metrics). experiments/study-*.toml are examples.
+
+        A job is one variant with one seed: it trains (keeping a checkpoint copy at each evaluation step), evaluates each
+        checkpoint × sampler, and writes DIR/results/<variant>-seed<k>.json. The whole plan is checked before anything is
+        trained. Workers claim jobs with DIR/work/<job>/job.lock, so several may run the same plan at once; a killed
+        worker's job resumes from its training checkpoint and its cached evaluations; a finished job is never redone. A job
+        that fails (e.g. its training diverges) is recorded in work/<job>/failed.json and skipped until that is deleted.
+        Samples are not kept (each is scored in memory, then dropped).
+
+        Two workers on a two-core machine:
+          OMP_WAIT_POLICY=PASSIVE nohup diffusion study PLAN.toml --out DIR --threads 1 > w1.log 2>&1 &
+          OMP_WAIT_POLICY=PASSIVE nohup diffusion study PLAN.toml --out DIR --threads 1 > w2.log 2>&1 &
+        """, Options);
+
+    public static int Run(string[] argv)
+    {
+        var a = new Args("study", argv, Options);
+        if (a.Positionals.Count != 1) throw new UsageError("diffusion study: give one plan file: diffusion study PLAN.toml --out DIR");
+        string outDir = a.Require("out", "DIR");
+        if (a.Switch("status") && a.Switch("report")) throw new UsageError("diffusion study: --status and --report are separate runs; give one");
+        if (a.Has("report-out") && !a.Switch("report")) throw new UsageError("diffusion study: --report-out needs --report");
+        var plan = StudyPlan.Load(a.Positionals[0]);
+        if (a.Switch("status"))
+        {
+            Console.Write(StudyStatus.Of(plan, outDir).ToText());
+            return 0;
+        }
+        if (a.Switch("report"))
+        {
+            string report = a.Get("report-out") ?? Path.Combine(outDir, "report.md");
+            string command = $"diffusion study {a.Positionals[0]} --out {outDir} --report" + (a.Has("report-out") ? $" --report-out {report}" : "");
+            StudyReport.Write(plan, outDir, report, command);
+            Console.Error.WriteLine($"study: report → {report}");
+            return 0;
+        }
+        plan.Validate();
+        if (a.Int("threads", 1) is int threads) torch.set_num_threads(threads);
+        bool quiet = a.Switch("quiet");
+        var runner = new StudyRunner(plan, outDir, quiet ? null : m => Console.Error.WriteLine(m));
+        int done = runner.RunAll();
+        var status = StudyStatus.Of(plan, outDir);
+        Console.Error.WriteLine($"study: this worker finished {done} job(s); {status.Count("done")} done, {status.Count("running")} running, {status.Count("left")} left, {status.Count("failed")} failed of {status.Jobs.Count}");
+        if (runner.Failed.Count > 0)
+            throw new UserError($"study: {runner.Failed.Count} job(s) failed here ({runner.Failed[0].Job}: {runner.Failed[0].Error}); see --status, and delete {outDir}/work/<job>/failed.json to retry");
+        return 0;
+    }
+}

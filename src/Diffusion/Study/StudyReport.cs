@@ -1,0 +1,208 @@
+using System.Globalization;
+using System.Text;
+using System.Text.Json.Nodes;
+using Diffusion.IO;
+
+namespace Diffusion.Study;
+
+/// <summary>
+/// <c>diffusion study --report</c>: a Markdown report made from the result files alone (no model is loaded). Per metric,
+/// a table variant × sampler at the final checkpoint with the mean ± sample standard deviation over seeds (the value
+/// alone for one seed); the primary metric at every checkpoint, as a table and a PNG plot per sampler (seeds averaged);
+/// each variant against the baseline with a verdict only when the difference of means exceeds twice the seed spread
+/// (the larger of the two variants' standard deviations); the sweeps; the budget and the CPU time measured.
+/// </summary>
+public static class StudyReport
+{
+    private static readonly CultureInfo C = CultureInfo.InvariantCulture;
+
+    /// <summary>The metric keys the report tabulates, in order, with their headings.</summary>
+    public static readonly IReadOnlyList<(string Key, string Title)> Metrics =
+    [
+        ("fid", "FID"), ("kid", "KID"), ("precision", "precision"), ("recall", "recall"), ("mmd2", "MMD²"),
+        ("mixture_within_3sigma", "fraction within 3σ of a mode"), ("mixture_modes_covered", "modes covered"), ("mixture_log_likelihood", "mean log-likelihood under the true mixture"),
+    ];
+
+    /// <summary>A number as the report prints it: four significant digits in fixed point (at least the units), G3 below 10⁻⁴, whole numbers as they are.</summary>
+    public static string Number(double v)
+    {
+        if (v == 0 || !double.IsFinite(v)) return v.ToString(C);
+        double a = Math.Abs(v);
+        if (a < 1e-4) return v.ToString("G3", C);
+        if (v == Math.Round(v) && a < 1e7) return v.ToString("F0", C);   // counts (modes covered) as they are
+        int decimals = Math.Clamp(3 - (int)Math.Floor(Math.Log10(a)), 0, 7);
+        return Math.Round(v, decimals).ToString("F" + decimals, C);
+    }
+
+    /// <summary>The mean of the values and their sample standard deviation (n − 1; 0 for one value).</summary>
+    public static (double Mean, double Sd) MeanSd(IReadOnlyList<double> v)
+    {
+        double mean = v.Average();
+        double sd = v.Count < 2 ? 0 : Math.Sqrt(v.Sum(x => (x - mean) * (x - mean)) / (v.Count - 1));
+        return (mean, sd);
+    }
+
+    /// <summary>A table cell: "mean ± sd" over seeds, or the value alone for one seed.</summary>
+    public static string Cell(IReadOnlyList<double> v)
+    {
+        if (v.Count == 0) return "—";
+        var (m, s) = MeanSd(v);
+        return v.Count == 1 ? Number(m) : $"{Number(m)} ± {Number(s)}";
+    }
+
+    // The per-seed values of one metric for (variant, step, row label).
+    private sealed record Row(string Variant, long Step, string Label, string SamplerLabel, string? Sweep, string? Point, long Seed, JsonObject Metrics);
+
+    /// <summary>Writes the report to <paramref name="reportPath"/> (plots beside it) and returns its text.</summary>
+    public static string Write(StudyPlan plan, string outDir, string reportPath, string command)
+    {
+        var results = new StudyFolder(outDir).Results().Where(r => r["plan"]?.GetValue<string>() == plan.Name).ToList();
+        var rows = results.SelectMany(r => r["evaluations"]!.AsArray().OfType<JsonObject>().Select(e => new Row(
+            r["variant"]!.GetValue<string>(), e["step"]!.GetValue<long>(), e["label"]!.GetValue<string>(), e["sampler_label"]!.GetValue<string>(),
+            e["sweep"]?.GetValue<string>(), e["point"]?.GetValue<string>(), r["seed"]!.GetValue<long>(), e["metrics"]!.AsObject()))).ToList();
+        string dir = Path.GetDirectoryName(Path.GetFullPath(reportPath))!;
+        Directory.CreateDirectory(dir);
+        string stem = Path.GetFileNameWithoutExtension(reportPath);
+        long final = plan.EvalSteps[^1];
+        var variants = plan.Variants.Where(v => results.Any(r => r["variant"]!.GetValue<string>() == v.Name)).Select(v => v.Name).ToList();
+        var samplerLabels = plan.Samplers.Select(s => s.Label).ToList();
+        List<double> Values(string variant, long step, string label, string key) =>
+            rows.Where(r => r.Variant == variant && r.Step == step && r.Label == label && r.Metrics[key] is not null)
+                .Select(r => r.Metrics[key]!.GetValue<double>()).ToList();
+        int Seeds(string variant) => results.Count(r => r["variant"]!.GetValue<string>() == variant);
+
+        var md = new StringBuilder();
+        md.AppendLine($"# Study `{plan.Name}`");
+        md.AppendLine();
+        md.AppendLine($"Generated from the result files in `{outDir}/results/` by `{command}` (no model is loaded: rerun it to regenerate this report).");
+        md.AppendLine();
+        var jobs = plan.Jobs();
+        var missing = jobs.Where(j => !results.Any(r => r["job"]!.GetValue<string>() == j.Id)).Select(j => j.Id).ToList();
+        var failed = jobs.Where(j => File.Exists(new StudyFolder(outDir).Failed(j))).Select(j => j.Id).ToList();
+        md.AppendLine($"* **Jobs:** {jobs.Count - missing.Count} of {jobs.Count} finished" + (missing.Count == 0 ? "." : $"; not yet: {string.Join(", ", missing)}.") +
+                      (failed.Count == 0 ? "" : $" Failed (see `diffusion study --status`): {string.Join(", ", failed)}."));
+        var batch = results.Select(r => r["train"]!["batch_size"]!.GetValue<int>()).Distinct().ToList();
+        md.AppendLine($"* **Budget:** {plan.Steps} training steps of batch {string.Join("/", batch)} per job (base config `{plan.Config}`" +
+                      (plan.Sets.Count == 0 ? "" : $", `--set {string.Join(" --set ", plan.Sets)}`") + $"); checkpoints evaluated at steps {string.Join(", ", plan.EvalSteps)}.");
+        var parameters = variants.Select(v => (v, results.Where(r => r["variant"]!.GetValue<string>() == v).Select(r => r["parameters"]!.GetValue<long>()).First())).ToList();
+        md.AppendLine(parameters.Select(p => p.Item2).Distinct().Count() <= 1
+            ? $"* **Model parameters:** {parameters.Select(p => p.Item2).FirstOrDefault():N0}."
+            : $"* **Model parameters:** {string.Join(", ", parameters.Select(p => $"{p.v} {p.Item2:N0}"))}.");
+        double trainCpu = results.Sum(r => r["train"]!["cpu_seconds"]?.GetValue<double>() ?? 0);
+        double evalCpu = results.SelectMany(r => r["evaluations"]!.AsArray()).Sum(e => e!["cpu_seconds"]?.GetValue<double>() ?? 0);
+        double trainWall = results.Sum(r => r["train"]!["seconds"]?.GetValue<double>() ?? 0);
+        double evalWall = results.SelectMany(r => r["evaluations"]!.AsArray()).Sum(e => e!["sample_seconds"]!.GetValue<double>() + e["score_seconds"]!.GetValue<double>());
+        md.AppendLine(string.Create(C, $"* **CPU time measured:** {(trainCpu + evalCpu) / 3600:F2} CPU hours ({trainCpu / 3600:F2} training, {evalCpu / 3600:F2} evaluation; the workers' process CPU time, sessions cut short by a kill not counted); wall time {(trainWall + evalWall) / 3600:F2} h summed over jobs."));
+        var e = plan.Evaluation;
+        md.AppendLine($"* **Evaluation:** {e.N} samples per checkpoint and sampler, sample seed {e.Seed} for every variant (the same x_T), EMA weights; {e.Features} features against `{e.Reference}` (at most {e.ReferenceN} examples); metrics {string.Join(", ", e.Metrics)}. Samples are not kept.");
+        md.AppendLine("* **Spread:** ± is the sample standard deviation over seeds (n − 1 in the denominator); with a single seed the value is shown alone.");
+        md.AppendLine();
+
+        // Training: final loss (not comparable across objectives) and time.
+        md.AppendLine("## Training");
+        md.AppendLine();
+        md.AppendLine("| variant | seeds | final loss | training seconds | steps/s |");
+        md.AppendLine("|---|---|---|---|---|");
+        foreach (var v in variants)
+        {
+            var mine = results.Where(r => r["variant"]!.GetValue<string>() == v).Select(r => r["train"]!).ToList();
+            List<double> Of(string key) => mine.Where(t => t[key] is not null).Select(t => t[key]!.GetValue<double>()).ToList();
+            md.AppendLine($"| {v} | {mine.Count} | {Cell(Of("final_loss"))} | {Cell(Of("seconds"))} | {Cell(Of("steps_per_second"))} |");
+        }
+        md.AppendLine();
+        md.AppendLine("The final loss is the mean logged training objective over the last 100 steps; it is not comparable between variants whose objective differs (another weighting, an added term). Seconds move with the machine's load.");
+        md.AppendLine();
+
+        // Tables at the final checkpoint, one per metric present.
+        var mainRows = rows.Where(r => r.Sweep is null).ToList();
+        foreach (var (key, title) in Metrics.Where(m => mainRows.Any(r => r.Metrics[m.Key] is not null)))
+        {
+            md.AppendLine($"## {title} at the final checkpoint (step {final}){(PlanLowerIsBetter(key) is bool lower ? lower ? " — lower is better" : " — higher is better" : "")}");
+            md.AppendLine();
+            md.AppendLine($"| variant | seeds | {string.Join(" | ", samplerLabels)} |");
+            md.AppendLine($"|---|---|{string.Concat(samplerLabels.Select(_ => "---|"))}");
+            foreach (var v in variants)
+                md.AppendLine($"| {v} | {Seeds(v)} | {string.Join(" | ", samplerLabels.Select(l => Cell(Values(v, final, l, key))))} |");
+            md.AppendLine();
+        }
+
+        // The primary metric against training steps: a table and a plot per sampler that runs at every checkpoint.
+        string pm = plan.PrimaryMetric;
+        var everyStep = plan.Samplers.Where(s => !s.FinalOnly).ToList();
+        if (plan.EvalSteps.Count > 1 && everyStep.Count > 0)
+        {
+            md.AppendLine($"## {pm} against training steps");
+            md.AppendLine();
+            md.AppendLine($"| variant | sampler | {string.Join(" | ", plan.EvalSteps.Select(s => $"step {s}"))} |");
+            md.AppendLine($"|---|---|{string.Concat(plan.EvalSteps.Select(_ => "---|"))}");
+            foreach (var s in everyStep)
+                foreach (var v in variants)
+                    md.AppendLine($"| {v} | {s.Label} | {string.Join(" | ", plan.EvalSteps.Select(st => Cell(Values(v, st, s.Label, pm))))} |");
+            md.AppendLine();
+            foreach (var s in everyStep)
+            {
+                string png = $"{stem}-{StudyPlan.Safe(pm)}-{StudyPlan.Safe(s.Label)}.png";
+                var series = variants.Select(v =>
+                {
+                    var pts = plan.EvalSteps.Select(st => (st, Values(v, st, s.Label, pm))).Where(p => p.Item2.Count > 0).ToList();
+                    return (v, pts.Select(p => (double)p.st).ToArray(), pts.Select(p => p.Item2.Average()).ToArray());
+                }).ToList();
+                Plots.Lines(Path.Combine(dir, png), $"{plan.Name}: {pm} with {s.Label} against training steps (mean over seeds)", "training step", pm, series, markers: true);
+                md.AppendLine($"![{pm} with {s.Label} against training steps, one line per variant, seeds averaged]({png})");
+                md.AppendLine();
+            }
+        }
+
+        // Each variant against the baseline.
+        bool lowerBetter = StudyPlan.LowerIsBetter[pm];
+        md.AppendLine($"## Against the baseline `{plan.Baseline}` ({pm} at step {final})");
+        md.AppendLine();
+        md.AppendLine($"Rule: the difference of means counts only when it exceeds twice the seed spread, the spread being the larger of the two variants' sample standard deviations; then \"better\" or \"worse\" ({(lowerBetter ? "lower" : "higher")} {pm} is better), else \"no difference\". With one seed on either side there is no spread and no verdict.");
+        md.AppendLine();
+        md.AppendLine("| variant | sampler | variant mean | baseline mean | difference | spread | verdict |");
+        md.AppendLine("|---|---|---|---|---|---|---|");
+        foreach (var v in variants.Where(v => v != plan.Baseline))
+            foreach (var l in samplerLabels)
+            {
+                var a = Values(v, final, l, pm);
+                var b = Values(plan.Baseline, final, l, pm);
+                if (a.Count == 0 || b.Count == 0) continue;
+                var (ma, sa) = MeanSd(a);
+                var (mb, sb) = MeanSd(b);
+                md.AppendLine($"| {v} | {l} | {Number(ma)} | {Number(mb)} | {Number(ma - mb)} | {(a.Count < 2 || b.Count < 2 ? "—" : Number(Math.Max(sa, sb)))} | {Verdict(a, b, lowerBetter)} |");
+            }
+        md.AppendLine();
+
+        // Sampling-only sweeps.
+        foreach (var sweep in plan.Sweeps.Where(w => variants.Contains(w.Variant)))
+        {
+            md.AppendLine($"## Sweep `{sweep.Name}` on `{sweep.Variant}` ({pm} at step {final})");
+            md.AppendLine();
+            md.AppendLine($"| {sweep.Name} | seeds | {string.Join(" | ", sweep.Samplers)} |");
+            md.AppendLine($"|---|---|{string.Concat(sweep.Samplers.Select(_ => "---|"))}");
+            md.AppendLine($"| (plan's sampler) | {Seeds(sweep.Variant)} | {string.Join(" | ", sweep.Samplers.Select(l => Cell(Values(sweep.Variant, final, l, pm))))} |");
+            foreach (var p in sweep.Points)
+                md.AppendLine($"| {p.Label} | {Seeds(sweep.Variant)} | {string.Join(" | ", sweep.Samplers.Select(l => Cell(Values(sweep.Variant, final, $"{l} {sweep.Name}={p.Label}", pm))))} |");
+            md.AppendLine();
+        }
+        string text = md.ToString();
+        File.WriteAllText(reportPath, text);
+        return text;
+    }
+
+    /// <summary>
+    /// better / worse / no difference of <paramref name="variant"/> against <paramref name="baseline"/>: a verdict only when
+    /// |mean difference| &gt; 2 · max(sd_variant, sd_baseline); "one seed: no spread" when either has fewer than two values.
+    /// </summary>
+    public static string Verdict(IReadOnlyList<double> variant, IReadOnlyList<double> baseline, bool lowerIsBetter)
+    {
+        if (variant.Count < 2 || baseline.Count < 2) return "one seed: no spread";
+        var (ma, sa) = MeanSd(variant);
+        var (mb, sb) = MeanSd(baseline);
+        double diff = ma - mb, spread = Math.Max(sa, sb);
+        if (Math.Abs(diff) <= 2 * spread) return "no difference";
+        return (diff < 0) == lowerIsBetter ? "better" : "worse";
+    }
+
+    private static bool? PlanLowerIsBetter(string key) => StudyPlan.LowerIsBetter.TryGetValue(key, out var b) ? b : null;
+}

@@ -1,0 +1,105 @@
+using System.Globalization;
+using System.Text;
+using System.Text.Json.Nodes;
+using Diffusion.Sampling;
+using Diffusion.Training;
+
+namespace Diffusion.Study;
+
+/// <summary>Where one job stands: done (a result file), running (a live claim, with the worker's progress), failed (its <c>failed.json</c>) or left.</summary>
+public sealed record JobStatus(StudyJob Job, string State, string Detail);
+
+/// <summary>
+/// <c>diffusion study --status</c>: every job's state read from the files the workers write, and an estimate of the work
+/// left from measured durations — training seconds per step (the variant's own mean over its finished trainings, else the
+/// mean over all), sampling seconds per sample·NFE and scoring seconds per sample (over every evaluation made so far).
+/// </summary>
+public sealed class StudyStatus
+{
+    public required IReadOnlyList<JobStatus> Jobs { get; init; }
+    /// <summary>Seconds of work left (serial), or null when nothing is measured yet.</summary>
+    public double? SecondsLeft { get; init; }
+    public required string Estimate { get; init; }
+
+    public int Count(string state) => Jobs.Count(j => j.State == state);
+
+    public static StudyStatus Of(StudyPlan plan, string outDir)
+    {
+        var folder = new StudyFolder(outDir);
+        // Training: seconds per step per variant and overall, from every finished training (train.json of finished and partial jobs).
+        var trainRates = new List<(string Variant, double Seconds, long Steps)>();
+        var evals = new List<JsonObject>();
+        foreach (var job in plan.Jobs())
+        {
+            if (StudyFolder.Read(folder.TrainInfo(job)) is { } t && t["seconds"] is not null)
+                trainRates.Add((job.Variant.Name, t["seconds"]!.GetValue<double>(), t["steps"]!.GetValue<long>()));
+            var evalDir = Path.GetDirectoryName(folder.Eval(job, plan.Tasks(job.Variant)[0]))!;
+            if (Directory.Exists(evalDir)) evals.AddRange(Directory.GetFiles(evalDir, "*.json").Select(StudyFolder.Read).OfType<JsonObject>());
+        }
+        double? globalTrain = trainRates.Count == 0 ? null : trainRates.Sum(t => t.Seconds) / trainRates.Sum(t => t.Steps);
+        // Evaluation: sampling seconds per sample·NFE and scoring seconds per sample, from every evaluation made so far.
+        double sampleWork = evals.Sum(e => e["n"]!.GetValue<double>() * e["nfe"]!.GetValue<double>());
+        double? sampleRate = sampleWork == 0 ? null : evals.Sum(e => e["sample_seconds"]!.GetValue<double>()) / sampleWork;
+        double? scoreRate = evals.Count == 0 ? null : evals.Sum(e => e["score_seconds"]!.GetValue<double>()) / evals.Sum(e => e["n"]!.GetValue<double>());
+
+        var jobs = new List<JobStatus>();
+        double left = 0;
+        bool unknown = false;
+        var nfe = new Dictionary<(string, string), int>();
+        foreach (var job in plan.Jobs())
+        {
+            if (File.Exists(folder.Result(job))) { jobs.Add(new JobStatus(job, "done", "")); continue; }
+            if (StudyFolder.Read(folder.Failed(job)) is { } failed)
+            {
+                jobs.Add(new JobStatus(job, "failed", $"{failed["error"]} (delete {folder.Failed(job)} to retry)"));
+                continue;
+            }
+            var tasks = plan.Tasks(job.Variant);
+            int cachedEvals = tasks.Count(t => File.Exists(folder.Eval(job, t)));
+            var progress = StudyFolder.Read(folder.Progress(job));
+            long trained = File.Exists(folder.TrainInfo(job)) ? plan.Steps
+                : progress?["phase"]?.GetValue<string>() == "training" ? progress["step"]!.GetValue<long>() : 0;
+            var holder = RunLock.Read(folder.Lock(job));
+            bool running = holder is not null && !holder.IsStale();
+            string detail = progress?["phase"]?.GetValue<string>() switch
+            {
+                "training" => $"training step {trained}/{plan.Steps}",
+                "evaluation" => $"evaluation {progress!["done"]!.GetValue<int>() + 1} of {progress["total"]} ({progress["current"]})",
+                _ => "",
+            };
+            if (!running) detail = trained > 0 || cachedEvals > 0 ? $"partial: trained {trained}/{plan.Steps} steps, {cachedEvals}/{tasks.Count} evaluations cached" : "";
+            jobs.Add(new JobStatus(job, running ? "running" : "left", detail));
+
+            double? trainRate = trainRates.Where(t => t.Variant == job.Variant.Name).ToList() is { Count: > 0 } own ? own.Sum(t => t.Seconds) / own.Sum(t => t.Steps) : globalTrain;
+            if (trainRate is null || sampleRate is null || scoreRate is null) { unknown = true; continue; }
+            left += (plan.Steps - trained) * trainRate.Value;
+            foreach (var t in tasks.Where(t => !File.Exists(folder.Eval(job, t))))
+            {
+                if (!nfe.TryGetValue((job.Variant.Name, t.Label), out int k))
+                {
+                    var cfg = plan.ConfigFor(job);
+                    var schedule = cfg.Schedule.Build();
+                    k = nfe[(job.Variant.Name, t.Label)] = Samplers.Create(SampleRun.Resolve(cfg.Sample, t.Assignments, schedule.T), schedule, false).Evaluations;
+                }
+                left += plan.Evaluation.N * ((double)k * sampleRate!.Value + scoreRate!.Value);
+            }
+        }
+        var c = CultureInfo.InvariantCulture;
+        string estimate = unknown
+            ? "no estimate yet (it needs one finished training for the training rate and one finished evaluation for the evaluation rates)"
+            : string.Create(c, $"estimated from {trainRates.Count} finished training(s) ({globalTrain:G3} s/step on average; each variant's own rate where one of its trainings finished) and {evals.Count} evaluation(s) (sampling {1000 * sampleRate:G3} ms per sample·NFE, scoring {1000 * scoreRate:G3} ms per sample); serial time, divide by the number of workers");
+        return new StudyStatus { Jobs = jobs, SecondsLeft = unknown ? null : left, Estimate = estimate };
+    }
+
+    public string ToText()
+    {
+        var sb = new StringBuilder();
+        foreach (var j in Jobs) sb.AppendLine($"{j.Job.Id,-40} {j.State,-8} {j.Detail}".TrimEnd());
+        sb.AppendLine($"{Count("done")} done, {Count("running")} running, {Count("left")} left" + (Count("failed") > 0 ? $", {Count("failed")} failed" : "") + $" of {Jobs.Count} jobs");
+        sb.AppendLine(SecondsLeft is double s ? $"left: {Hours(s)} of work — {Estimate}" : $"left: {Estimate}");
+        return sb.ToString();
+    }
+
+    private static string Hours(double s) => s >= 3600 ? (s / 3600).ToString("F1", CultureInfo.InvariantCulture) + " h"
+        : s >= 60 ? (s / 60).ToString("F0", CultureInfo.InvariantCulture) + " min" : s.ToString("F0", CultureInfo.InvariantCulture) + " s";
+}

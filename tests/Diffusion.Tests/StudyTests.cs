@@ -1,0 +1,398 @@
+using System.Globalization;
+using System.Text.Json.Nodes;
+using Diffusion.Study;
+using Diffusion.Training;
+
+namespace Diffusion.Tests;
+
+/// <summary><c>diffusion study</c> on a tiny toy plan: 2 variants × 2 seeds, 30 MLP steps, checkpoints at 15 and 30, two samplers and a sweep.</summary>
+public class StudyTests : IDisposable
+{
+    // One libtorch thread, as a study worker runs beside another (and the tiny networks gain nothing from two).
+    private readonly int threads = TorchSharp.torch.get_num_threads();
+
+    public StudyTests() => TorchSharp.torch.set_num_threads(1);
+
+    public void Dispose() => TorchSharp.torch.set_num_threads(threads);
+
+    private const string TinyPlan = """
+        name = "tiny"
+        config = "toy"
+        set = ["train.batch-size=64", "train.log-every=5", "train.checkpoint-every=10", "model.hidden=32", "model.blocks=1", "train.warmup-steps=5", "schedule.timesteps=100"]
+        steps = 30
+        eval-steps = [15, 30]
+        seeds = [0, 1]
+        baseline = "baseline"
+
+        [[variants]]
+        name = "baseline"
+
+        [[variants]]
+        name = "debiased"
+        remedy = ["debiased"]
+
+        [[samplers]]
+        label = "ddim-5"
+        sampler = "ddim"
+        steps = 5
+
+        [[samplers]]
+        label = "ddpm-10"
+        sampler = "ddpm"
+        steps = 10
+        final-only = true
+
+        [[sweeps]]
+        name = "b"
+        variant = "baseline"
+        samplers = ["ddim-5"]
+        points = [ { label = "1.01", options = { eps-scale-b = 1.01 } } ]
+
+        [evaluation]
+        n = 96
+        seed = 1
+        reference = "toy:gmm-grid"
+        reference-n = 400
+        features = "raw"
+        metrics = ["fid", "mmd"]
+        mmd-n = 96
+        mixture-min-per-mode = 2
+        """;
+
+    private static StudyPlan Plan(string dir, string text = TinyPlan)
+    {
+        Directory.CreateDirectory(dir);
+        string path = Path.Combine(dir, "plan.toml");
+        File.WriteAllText(path, text);
+        var plan = StudyPlan.Load(path);
+        plan.Validate();
+        return plan;
+    }
+
+    private static string Out(string dir) => Path.Combine(dir, "out");
+
+    // The metrics of every evaluation of a job, keyed by step and label, as the JSON text of the numbers.
+    private static Dictionary<string, string> Metrics(string outDir, string job)
+    {
+        var r = JsonNode.Parse(File.ReadAllText(Path.Combine(outDir, "results", job + ".json")))!;
+        return r["evaluations"]!.AsArray().ToDictionary(e => $"{e!["step"]} {e["label"]}", e => e!["metrics"]!.ToJsonString());
+    }
+
+    [Fact]
+    public void Runs_every_job_to_one_result_file_and_a_rerun_does_no_work()
+    {
+        var dir = TestUtil.TempDir("study-run");
+        var plan = Plan(dir);
+        var runner = new StudyRunner(plan, Out(dir));
+        Assert.Equal(4, runner.RunAll());
+        Assert.Equal(4, runner.TrainingSessions);
+        var files = Directory.GetFiles(Path.Combine(Out(dir), "results"), "*.json").Select(Path.GetFileName).Order().ToList();
+        Assert.Equal(["baseline-seed0.json", "baseline-seed1.json", "debiased-seed0.json", "debiased-seed1.json"], files);
+
+        var r = JsonNode.Parse(File.ReadAllText(Path.Combine(Out(dir), "results", "debiased-seed1.json")))!;
+        Assert.Equal("debiased", (string?)r["variant"]);
+        Assert.Equal(1, (long)r["seed"]!);
+        Assert.Equal("debiased", (string?)r["config"]!["loss"]!["weighting"]);
+        Assert.Equal(30, (int)r["config"]!["train"]!["steps"]!);
+        Assert.Equal(1, (long)r["config"]!["train"]!["seed"]!);
+        Assert.True((double)r["train"]!["seconds"]! > 0);
+        Assert.True((double)r["train"]!["steps_per_second"]! > 0);
+        Assert.True(double.IsFinite((double)r["train"]!["final_loss"]!));
+        Assert.Equal(30, (long)r["train"]!["loss_curve"]!.AsArray()[^1]![0]!);
+        Assert.True((long)r["parameters"]! > 0);
+        // debiased: ddim-5 at 15 and 30, ddpm-10 at 30 only; the sweep is the baseline's.
+        var evals = r["evaluations"]!.AsArray();
+        Assert.Equal(["15 ddim-5", "30 ddim-5", "30 ddpm-10"], evals.Select(e => $"{e!["step"]} {e["label"]}"));
+        Assert.Equal([5, 5, 10], evals.Select(e => (int)e!["nfe"]!));
+        foreach (var e in evals)
+        {
+            Assert.True((double)e!["metrics"]!["fid"]! > 0);
+            Assert.NotNull(e["metrics"]!["mmd2"]);
+            Assert.NotNull(e["metrics"]!["mixture_within_3sigma"]);
+            Assert.True((double)e["sample_seconds"]! >= 0);
+            Assert.Equal(96, (int)e["n"]!);
+        }
+        var b = JsonNode.Parse(File.ReadAllText(Path.Combine(Out(dir), "results", "baseline-seed0.json")))!;
+        Assert.Equal(5, b["evaluations"]!.AsArray().Count);   // + the sweep point at both checkpoints
+        Assert.Contains(b["evaluations"]!.AsArray(), e => (string?)e!["label"] == "ddim-5 b=1.01" && (string?)e["sampler"] is string s && s.Contains("1.01"));
+
+        // A second worker finds nothing to do: no training, no evaluation, no file rewritten.
+        var stamps = Directory.GetFiles(Out(dir), "*.json", SearchOption.AllDirectories).ToDictionary(f => f, File.GetLastWriteTimeUtc);
+        var again = new StudyRunner(plan, Out(dir));
+        Assert.Equal(0, again.RunAll());
+        Assert.Equal(0, again.TrainingSessions);
+        Assert.Equal(0, again.Evaluations);
+        foreach (var (f, t) in stamps) Assert.Equal(t, File.GetLastWriteTimeUtc(f));
+    }
+
+    [Fact]
+    public void A_killed_job_resumes_to_identical_metrics()
+    {
+        var dir = TestUtil.TempDir("study-resume");
+        var plan = Plan(dir);
+        string whole = Path.Combine(dir, "whole"), killedInTraining = Path.Combine(dir, "killed-train"), killedInEval = Path.Combine(dir, "killed-eval");
+        new StudyRunner(plan, whole).RunAll();
+
+        // Killed at step 25 of the first job (its last checkpoint is step 20): the run resumes from it.
+        var k1 = new StudyRunner(plan, killedInTraining) { OnEvent = (job, e) => { if (e == "step 25") throw new OperationCanceledException("kill"); } };
+        Assert.Throws<OperationCanceledException>(() => k1.RunAll());
+        Assert.False(File.Exists(Path.Combine(killedInTraining, "work", "baseline-seed0", StudyFolder.LockFile)));   // released
+        // Killed right after the first evaluation: only the others are computed again.
+        var k2 = new StudyRunner(plan, killedInEval) { OnEvent = (job, e) => { if (e.StartsWith("evaluated", StringComparison.Ordinal)) throw new OperationCanceledException("kill"); } };
+        Assert.Throws<OperationCanceledException>(() => k2.RunAll());
+        Assert.Equal(1, k2.Evaluations);
+
+        var r1 = new StudyRunner(plan, killedInTraining);
+        Assert.Equal(4, r1.RunAll());
+        var r2 = new StudyRunner(plan, killedInEval);
+        Assert.Equal(4, r2.RunAll());
+        Assert.Equal(3, r2.TrainingSessions);               // the killed job's training was complete
+        Assert.Equal(5 + 3 + 5 + 3 - 1, r2.Evaluations);    // all but the one cached before the kill
+        foreach (var job in plan.Jobs())
+        {
+            var expected = Metrics(whole, job.Id);
+            Assert.Equal(expected, Metrics(killedInTraining, job.Id));
+            Assert.Equal(expected, Metrics(killedInEval, job.Id));
+        }
+
+        // A finished job whose result is deleted (with some cached evaluations) reproduces its numbers.
+        File.Delete(Path.Combine(killedInEval, "results", "baseline-seed1.json"));
+        foreach (var f in Directory.GetFiles(Path.Combine(killedInEval, "work", "baseline-seed1", "evals"), "0000030-*")) File.Delete(f);
+        var r3 = new StudyRunner(plan, killedInEval);
+        Assert.Equal(1, r3.RunAll());
+        Assert.Equal(0, r3.TrainingSessions);
+        Assert.Equal(3, r3.Evaluations);
+        Assert.Equal(Metrics(whole, "baseline-seed1"), Metrics(killedInEval, "baseline-seed1"));
+    }
+
+    [Fact]
+    public void Work_of_an_earlier_plan_is_refused_when_its_training_differs_and_reevaluated_when_its_evaluation_does()
+    {
+        var dir = TestUtil.TempDir("study-changed");
+        var plan = Plan(dir);
+        new StudyRunner(plan, Out(dir)).RunAll();
+        foreach (var f in Directory.GetFiles(Path.Combine(Out(dir), "results"))) File.Delete(f);
+
+        // Another evaluation (n = 64): the checkpoints are reused, every evaluation is made again.
+        var fewer = Plan(Path.Combine(dir, "fewer"), TinyPlan.Replace("n = 96", "n = 64"));
+        var r = new StudyRunner(fewer, Out(dir));
+        Assert.Equal(4, r.RunAll());
+        Assert.Equal(0, r.TrainingSessions);
+        Assert.Equal(16, r.Evaluations);
+        Assert.Equal(64, (int)JsonNode.Parse(File.ReadAllText(Path.Combine(Out(dir), "results", "baseline-seed0.json")))!["evaluations"]![0]!["n"]!);
+
+        // Another training (a different learning rate): refused, naming the key, before anything runs.
+        File.Delete(Path.Combine(Out(dir), "results", "baseline-seed0.json"));
+        var other = Plan(Path.Combine(dir, "other"), TinyPlan.Replace("\"train.warmup-steps=5\"", "\"train.warmup-steps=5\", \"train.lr=2e-3\""));
+        var e = Assert.ThrowsAny<UserError>(() => new StudyRunner(other, Out(dir)).RunAll());
+        Assert.Contains("train.lr", e.Message);
+        Assert.Contains("baseline-seed0", e.Message);
+    }
+
+    [Fact]
+    public void A_failing_job_is_recorded_and_skipped_while_the_others_finish()
+    {
+        var dir = TestUtil.TempDir("study-failed");
+        var text = TinyPlan.Replace("name = \"debiased\"\nremedy = [\"debiased\"]", "name = \"debiased\"\nset = [\"train.lr=1e30\", \"train.grad-clip=0\"]");
+        var plan = Plan(dir, text);
+        var runner = new StudyRunner(plan, Out(dir));
+        Assert.Equal(2, runner.RunAll());
+        Assert.Equal(["debiased-seed0", "debiased-seed1"], runner.Failed.Select(f => f.Job));
+        Assert.Contains("diverged", runner.Failed[0].Error);
+        var status = StudyStatus.Of(plan, Out(dir));
+        Assert.Equal(2, status.Count("failed"));
+        Assert.Contains("2 done, 0 running, 0 left, 2 failed of 4 jobs", status.ToText());
+        // Skipped by the next worker until failed.json goes.
+        var again = new StudyRunner(plan, Out(dir));
+        Assert.Equal(0, again.RunAll());
+        Assert.Equal(0, again.TrainingSessions);
+        var report = StudyReport.Write(plan, Out(dir), Path.Combine(dir, "report.md"), "diffusion study …");
+        Assert.Contains("Failed (see `diffusion study --status`): debiased-seed0, debiased-seed1.", report);
+    }
+
+    [Fact]
+    public void A_claim_left_by_a_dead_worker_is_taken_over()
+    {
+        var dir = TestUtil.TempDir("study-stale");
+        var plan = Plan(dir);
+        var folder = new StudyFolder(Out(dir));
+        var job = plan.Jobs()[0];
+        Directory.CreateDirectory(folder.Work(job));
+        using (var gone = System.Diagnostics.Process.Start("true")!) { gone.WaitForExit(); RunLock.Write(folder.Lock(job), new RunLock.Holder(gone.Id, Environment.MachineName, DateTime.UtcNow.AddMinutes(-1))); }
+        Assert.Equal("left", StudyStatus.Of(plan, Out(dir)).Jobs[0].State);   // not running: its worker is gone
+        var notes = new List<string>();
+        var runner = new StudyRunner(plan, Out(dir), m => { lock (notes) notes.Add(m); });
+        Assert.Equal(4, runner.RunAll());
+        Assert.Contains(notes, n => n.Contains("took over the stale lock", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void Two_worker_processes_share_the_jobs()
+    {
+        var dir = TestUtil.TempDir("study-processes");
+        var plan = Plan(dir);
+        string path = Path.Combine(dir, "plan.toml");
+        var a = Task.Run(() => CliTests.Run("study", path, "--out", Out(dir), "--threads", "1"));
+        var b = Task.Run(() => CliTests.Run("study", path, "--out", Out(dir), "--threads", "1"));
+        var results = new[] { a.Result, b.Result };
+        Assert.All(results, r => Assert.True(r.Code == 0, r.Err));
+        // Every job is done by exactly one of the two.
+        var done = results.SelectMany(r => r.Err.Split('\n').Where(l => l.StartsWith("study: ", StringComparison.Ordinal) && l.Contains(" done → ", StringComparison.Ordinal))
+                                                    .Select(l => l.Split(' ')[1])).ToList();
+        Assert.Equal(plan.Jobs().Select(j => j.Id).Order(), done.Order());
+        Assert.Equal(4, Directory.GetFiles(Path.Combine(Out(dir), "results")).Length);
+        var status = CliTests.Run("study", path, "--out", Out(dir), "--status");
+        Assert.Equal(0, status.Code);
+        Assert.Contains("4 done, 0 running, 0 left of 4 jobs", status.Out);
+    }
+
+    [Fact]
+    public void Two_workers_never_run_the_same_job()
+    {
+        var dir = TestUtil.TempDir("study-workers");
+        var plan = Plan(dir);
+        // Each worker, at its first training step, waits until the other is training too: so both hold a job at once.
+        using var bothTraining = new CountdownEvent(2);
+        Action<StudyJob, string> Meet()
+        {
+            bool first = true;
+            return (job, e) =>
+            {
+                if (!first || !e.StartsWith("step", StringComparison.Ordinal)) return;
+                first = false;
+                bothTraining.Signal();
+                Assert.True(bothTraining.Wait(TimeSpan.FromSeconds(30)), "the other worker never started a job");
+            };
+        }
+        var a = new StudyRunner(plan, Out(dir)) { OnEvent = Meet() };
+        var b = new StudyRunner(plan, Out(dir)) { OnEvent = Meet() };
+        var ta = Task.Run(a.RunAll);
+        var tb = Task.Run(b.RunAll);
+        Task.WaitAll(ta, tb);
+        Assert.Equal(4, a.Finished.Count + b.Finished.Count);
+        Assert.Empty(a.Finished.Intersect(b.Finished));
+        Assert.NotEmpty(a.Finished);
+        Assert.NotEmpty(b.Finished);
+        Assert.Equal(4, a.TrainingSessions + b.TrainingSessions);
+        Assert.Equal(plan.Jobs().Select(j => j.Id).Order(), a.Finished.Concat(b.Finished).Order());
+    }
+
+    [Fact]
+    public void Status_counts_done_running_and_left_jobs()
+    {
+        var dir = TestUtil.TempDir("study-status");
+        var plan = Plan(dir);
+        var empty = StudyStatus.Of(plan, Out(dir));
+        Assert.Equal(4, empty.Count("left"));
+        Assert.Null(empty.SecondsLeft);
+        Assert.Contains("no estimate yet", empty.ToText());
+
+        new StudyRunner(plan, Out(dir)).RunAll();
+        Assert.Equal(4, StudyStatus.Of(plan, Out(dir)).Count("done"));
+        var folder = new StudyFolder(Out(dir));
+        var jobs = plan.Jobs();
+        // One job left (its result gone), one running (a live claim by this process, at training step 12).
+        File.Delete(folder.Result(jobs[1]));
+        File.Delete(folder.Result(jobs[2]));
+        File.Delete(folder.TrainInfo(jobs[2]));
+        RunLock.Write(folder.Lock(jobs[2]), new RunLock.Holder(Environment.ProcessId, Environment.MachineName, DateTime.UtcNow));
+        StudyFolder.Write(folder.Progress(jobs[2]), new JsonObject { ["phase"] = "training", ["step"] = 12, ["total"] = 30 });
+        var s = StudyStatus.Of(plan, Out(dir));
+        Assert.Equal(2, s.Count("done"));
+        Assert.Equal(1, s.Count("running"));
+        Assert.Equal(1, s.Count("left"));
+        Assert.Contains("training step 12/30", s.Jobs.Single(j => j.State == "running").Detail);
+        Assert.NotNull(s.SecondsLeft);
+        Assert.True(s.SecondsLeft > 0);
+        Assert.Contains("2 done, 1 running, 1 left of 4 jobs", s.ToText());
+    }
+
+    [Fact]
+    public void Report_tabulates_mean_and_standard_deviation_over_seeds()
+    {
+        var dir = TestUtil.TempDir("study-report");
+        var plan = Plan(dir);
+        new StudyRunner(plan, Out(dir)).RunAll();
+        string report = Path.Combine(dir, "report.md");
+        var text = StudyReport.Write(plan, Out(dir), report, "diffusion study plan.toml --out out --report");
+        Assert.True(File.Exists(Path.Combine(dir, "report-fid-ddim-5.png")));
+        Assert.Contains("diffusion study plan.toml --out out --report", text);
+
+        // The cells, computed here from the result files.
+        string Cell(string variant, string label, string key)
+        {
+            var v = new[] { 0, 1 }.Select(seed =>
+                JsonNode.Parse(File.ReadAllText(Path.Combine(Out(dir), "results", $"{variant}-seed{seed}.json")))!["evaluations"]!.AsArray()
+                    .Single(e => (long)e!["step"]! == 30 && (string?)e["label"] == label)!["metrics"]![key]!.GetValue<double>()).ToArray();
+            double mean = (v[0] + v[1]) / 2, sd = Math.Abs(v[0] - v[1]) / Math.Sqrt(2);
+            return $"{StudyReport.Number(mean)} ± {StudyReport.Number(sd)}";
+        }
+        foreach (var variant in new[] { "baseline", "debiased" })
+        {
+            Assert.Contains($"| {variant} | 2 | {Cell(variant, "ddim-5", "fid")} | {Cell(variant, "ddpm-10", "fid")} |", text);
+            Assert.Contains($"| {variant} | 2 | {Cell(variant, "ddim-5", "mmd2")} | {Cell(variant, "ddpm-10", "mmd2")} |", text);
+        }
+        Assert.Contains("| debiased | ddim-5 |", text);
+        Assert.Contains($"| 1.01 | 2 | {Cell("baseline", "ddim-5 b=1.01", "fid")} |", text);
+        Assert.Equal("35.50", StudyReport.Number(35.5));
+        Assert.Equal("0.1235", StudyReport.Number(0.12346));
+        Assert.Equal("12346", StudyReport.Number(12345.6));
+    }
+
+    [Fact]
+    public void Verdict_needs_a_difference_beyond_twice_the_seed_spread()
+    {
+        Assert.Equal("better", StudyReport.Verdict([1.0, 1.2], [2.0, 2.2], lowerIsBetter: true));
+        Assert.Equal("worse", StudyReport.Verdict([1.0, 1.2], [2.0, 2.2], lowerIsBetter: false));
+        Assert.Equal("no difference", StudyReport.Verdict([1.0, 2.0], [1.5, 1.6], lowerIsBetter: true));
+        Assert.Equal("one seed: no spread", StudyReport.Verdict([1.0], [2.0, 2.2], lowerIsBetter: true));
+    }
+
+    [Theory]
+    [InlineData("stepz = 3\n", "", "unknown plan key 'stepz'")]
+    [InlineData("[[variants]]\nname = \"bad\"\nset = [\"model.hiden=3\"]\n", "[[samplers]]", "variant 'bad': toy: unknown key 'model.hiden'")]
+    [InlineData("[[samplers]]\nlabel = \"x\"\nsampler = \"ddimm\"\n", "[[sweeps]]", "samplers[2].sampler: unknown sampler 'ddimm'")]
+    [InlineData("[[samplers]]\nlabel = \"x\"\nsampler = \"ddim\"\noptions = { rho = 7 }\n", "[[sweeps]]", "sampler 'x' on variant 'baseline'")]
+    [InlineData("", "", "eval-steps: step 40 exceeds the training budget steps = 30")]
+    public void A_bad_plan_is_one_line_naming_the_input(string extra, string before, string expected)
+    {
+        var dir = TestUtil.TempDir("study-bad");
+        // Extra tables go before the table named by `before` (an array of tables continues there), top-level keys first.
+        int at = before.Length > 0 ? TinyPlan.IndexOf(before, StringComparison.Ordinal) : 0;
+        string text = TinyPlan[..at] + extra + "\n" + TinyPlan[at..];
+        if (expected.StartsWith("eval-steps", StringComparison.Ordinal)) text = text.Replace("eval-steps = [15, 30]", "eval-steps = [15, 40]");
+        Directory.CreateDirectory(dir);
+        string path = Path.Combine(dir, "plan.toml");
+        File.WriteAllText(path, text);
+        var e = Assert.ThrowsAny<UserError>(() => { var p = StudyPlan.Load(path); p.Validate(); });
+        Assert.Contains(expected, e.Message);
+        Assert.DoesNotContain('\n', e.Message);
+        Assert.StartsWith(path, e.Message);
+    }
+
+    [Fact]
+    public void An_evaluation_step_beyond_the_budget_is_refused_by_the_command_before_training()
+    {
+        var dir = TestUtil.TempDir("study-cli");
+        Directory.CreateDirectory(dir);
+        string path = Path.Combine(dir, "plan.toml");
+        File.WriteAllText(path, TinyPlan.Replace("eval-steps = [15, 30]", "eval-steps = [15, 40]"));
+        var r = CliTests.Run("study", path, "--out", Out(dir));
+        CliTests.AssertOneLineError(r, "eval-steps: step 40 exceeds the training budget steps = 30");
+        Assert.False(Directory.Exists(Path.Combine(Out(dir), "work")));
+    }
+
+    [Theory]
+    [InlineData("study-fashion.toml")]
+    [InlineData("study-grid.toml")]
+    public void The_experiment_plans_validate_every_variant(string file)
+    {
+        var plan = StudyPlan.Load(Path.Combine(PackagingTests.RepoRoot(), "experiments", file));
+        plan.Validate();
+        Assert.Contains(plan.Variants, v => v.Name == plan.Baseline);
+        Assert.All(plan.Variants, v => Assert.True(v.Seeds.Count >= 1));
+        Assert.True(plan.Variant(plan.Baseline).Seeds.Count >= 3);
+        Assert.Equal(3, plan.EvalSteps.Count);
+        Assert.NotEmpty(plan.Sweeps);
+    }
+}
