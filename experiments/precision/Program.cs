@@ -38,7 +38,7 @@ foreach (var p in precisions)
         if (!File.Exists(Path.Combine(dir, "metrics.json")))
         {
             if (File.Exists(Path.Combine(dir, "checkpoint.ckpt"))) Cli("train", "--resume", "--out", dir, "--threads", threads, "--quiet");
-            else Cli("train", "--config", "demo", .. DemoAsMeasured, "--precision", p, "--seed", seed.ToString(), "--out", dir, "--force", "--threads", threads, "--quiet");
+            else Cli(["train", "--config", "demo", .. DemoAsMeasured, "--precision", p, "--seed", seed.ToString(), "--out", dir, "--force", "--threads", threads, "--quiet"]);
         }
         string samples = Path.Combine(dir, "ddim20-seed1.npy");
         if (!File.Exists(samples))
