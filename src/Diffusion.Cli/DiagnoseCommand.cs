@@ -42,10 +42,12 @@ public static class DiagnoseCommand
         OptionSpec.Value("delta", "D", "Δ of the Lipschitz probe in steps (default 1)"),
         OptionSpec.Value("permutations", "P", "permutations for the MMD null range (default 100)"),
         OptionSpec.Value("bandwidth", "RULE|VALUE", """
-            the MMD kernels' squared-distance bandwidth at each t, ×2^−2…2^2: nearest (default:
-            the median over the forward samples of the squared distance to their nearest other
-            forward sample, the local scale of q(x_t)), pooled (the mean pooled squared distance,
-            the regulariser's rule) or a positive number (fixed)
+            the MMD kernels' squared-distance bandwidth at each t (×2^−2…2^2):
+            nearest (default: the median over the N forward samples of the squared
+            distance to their k-th nearest other forward sample, k = max(1, N/100),
+            the local scale of q(x_t)), pooled (the mean pooled squared distance, the
+            regulariser's rule; blind to errors far below the data's spread) or a
+            positive number (fixed)
             """),
         OptionSpec.Value("mixture-steps", "LIST", $"the backward step counts of mixture-steps, comma-separated (default {string.Join(",", MixtureSteps.DefaultSteps)})"),
         OptionSpec.Value("data", "SPEC", """
