@@ -41,6 +41,14 @@ public static class DiagnoseCommand
         OptionSpec.Value("seed", "S", "seed of every random draw (default 0)"),
         OptionSpec.Value("delta", "D", "Δ of the Lipschitz probe in steps (default 1)"),
         OptionSpec.Value("permutations", "P", "permutations for the MMD null range (default 100)"),
+        OptionSpec.Value("bandwidth", "RULE|VALUE", """
+            the MMD kernels' squared-distance bandwidth at each t (×2^−2…2^2):
+            nearest (default: the median over the N forward samples of the squared
+            distance to their k-th nearest other forward sample, k = max(1, N/100),
+            the local scale of q(x_t)), pooled (the mean pooled squared distance, the
+            regulariser's rule; blind to errors far below the data's spread) or a
+            positive number (fixed)
+            """),
         OptionSpec.Value("mixture-steps", "LIST", $"the backward step counts of mixture-steps, comma-separated (default {string.Join(",", MixtureSteps.DefaultSteps)})"),
         OptionSpec.Value("data", "SPEC", """
             held-out data instead of the default (the test split of fashion-mnist,
@@ -55,7 +63,8 @@ public static class DiagnoseCommand
         diffusion diagnose exposure-bias|x0-bias|lipschitz|error-propagation|mixture-steps
                            (--checkpoint RUN [--checkpoint RUN2 …] | --model gmm:SPEC.json …) [--label NAME …]
                            [--out DIR] [--n N] [--steps S] [--sampler ddpm|ddim] [--grid-points G] [--seed S]
-                           [--delta D] [--permutations P] [--mixture-steps 1000,100,20,10,5] [--data SPEC]
+                           [--delta D] [--permutations P] [--bandwidth nearest|pooled|VALUE]
+                           [--mixture-steps 1000,100,20,10,5] [--data SPEC]
                            [--weights ema|model] [--batch-size B] [--threads N]
         """, """
         Measures the problem each remedy targets (see METHODS.md) and writes NAME.csv, NAME.json and
@@ -122,6 +131,7 @@ public static class DiagnoseCommand
             if (settings.Sampler is not ("ddpm" or "ddim")) throw new UsageError($"diffusion diagnose: --sampler {settings.Sampler}: expected ddpm or ddim");
             if (a.Has("delta") && name != "lipschitz") throw new UsageError("diffusion diagnose: --delta applies to lipschitz only");
             if (a.Has("permutations") && name != "error-propagation") throw new UsageError("diffusion diagnose: --permutations applies to error-propagation only");
+            if (a.Has("bandwidth") && name != "error-propagation") throw new UsageError("diffusion diagnose: --bandwidth applies to error-propagation only");
             if (a.Has("mixture-steps") && name != "mixture-steps") throw new UsageError("diffusion diagnose: --mixture-steps applies to mixture-steps only");
             string outDir = a.Get("out") ?? Path.Combine("diagnostics", name);
 
@@ -144,7 +154,8 @@ public static class DiagnoseCommand
                 case "error-propagation":
                 {
                     int perms = a.Int("permutations", 0) ?? 100;
-                    ErrorPropagation.Write(outDir, models.Select(m => { Note(m); return ErrorPropagation.Run(m, settings, perms); }).ToList(), settings, perms);
+                    var bw = ParseBandwidth(a.Get("bandwidth") ?? "nearest");
+                    ErrorPropagation.Write(outDir, models.Select(m => { Note(m); return ErrorPropagation.Run(m, settings, perms, bw); }).ToList(), settings, perms);
                     break;
                 }
                 case "mixture-steps":
@@ -161,6 +172,12 @@ public static class DiagnoseCommand
         {
             foreach (var m in models) m.Dispose();
         }
+    }
+
+    private static Diffusion.Metrics.MmdBandwidth ParseBandwidth(string text)
+    {
+        try { return Diffusion.Metrics.MmdBandwidth.Parse(text); }
+        catch (Diffusion.UserError) { throw new UsageError($"diffusion diagnose: --bandwidth {text}: expected nearest, pooled or a positive number (a squared distance)"); }
     }
 
     private static int[] ParseSteps(string list)

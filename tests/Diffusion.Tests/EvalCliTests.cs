@@ -137,4 +137,32 @@ public class EvalCliTests
         AssertOneLineError(Run("diagnose", "x0-bias", "--model", $"gmm:{spec}", "--delta", "2"), "--delta applies to lipschitz only");
         AssertOneLineError(Run("diagnose", "mixture-steps", "--checkpoint", Path.Combine(dir, "none")), "no such file or run folder");
     }
+
+    [Fact]
+    public void Diagnose_error_propagation_records_its_bandwidth_rule_and_values()
+    {
+        var dir = TestUtil.TempDir("cli-diagnose-bw");
+        var spec = Path.Combine(dir, "spec.json");
+        File.WriteAllText(spec, SmallMixtureJson);
+        foreach (var (rule, expected) in new[] { ("nearest", "nearest"), ("0.5", "0.5"), ("pooled", "pooled") })
+        {
+            var outDir = Path.Combine(dir, rule);
+            var r = Run("diagnose", "error-propagation", "--model", $"gmm:{spec}", "--n", "100", "--steps", "20", "--grid-points", "4",
+                        "--permutations", "20", "--bandwidth", rule, "--out", outDir, "--threads", "1");
+            Assert.True(r.Code == 0, r.Err);
+            var csv = File.ReadAllLines(Path.Combine(outDir, "error-propagation.csv"));
+            Assert.Equal("label,t,mmd2,null_95,p_value,bandwidth_rule,bandwidth", csv[0]);
+            Assert.All(csv.Skip(1), l => Assert.Equal(expected, l.Split(',')[5]));
+            var json = JsonNode.Parse(File.ReadAllText(Path.Combine(outDir, "error-propagation.json")))!;
+            var model = json["models"]![0]!;
+            Assert.Equal(expected, (string)model["bandwidth_rule"]!);
+            var bws = model["bandwidth"]!.AsArray().Select(v => (double)v!).ToList();
+            Assert.Equal(csv.Length - 1, bws.Count);
+            if (rule == "0.5") Assert.All(bws, v => Assert.Equal(0.5, v));
+            else Assert.All(bws, v => Assert.True(v > 0));
+        }
+        AssertOneLineError(Run("diagnose", "error-propagation", "--model", $"gmm:{spec}", "--bandwidth", "wide"), "--bandwidth wide: expected nearest, pooled or a positive number");
+        AssertOneLineError(Run("diagnose", "error-propagation", "--model", $"gmm:{spec}", "--bandwidth", "0"), "--bandwidth 0: expected nearest, pooled or a positive number");
+        AssertOneLineError(Run("diagnose", "x0-bias", "--model", $"gmm:{spec}", "--bandwidth", "nearest"), "--bandwidth applies to error-propagation only");
+    }
 }

@@ -88,11 +88,25 @@ public static class Mmd
 
     /// <summary>
     /// The unbiased MMD² of x and y, the 95th percentile of its permutation distribution and the
-    /// permutation p-value (as <see cref="PermutationTest"/>). The pooled kernel matrix is computed once:
-    /// its bandwidth depends only on the pooled set, so it is the same for every relabelling, and each
-    /// permutation only re-sums its blocks.
+    /// permutation p-value (as <see cref="PermutationTest"/>), with the bandwidth of the mean pooled
+    /// squared distance (<see cref="MmdBandwidth.Pooled"/>).
     /// </summary>
     public static (double Mmd2, double Null95, double PValue) PermutationNull(Tensor x, Tensor y, int permutations, Generator gen, double[]? multipliers = null)
+    {
+        var r = PermutationNull(x, y, permutations, gen, MmdBandwidth.Pooled, multipliers);
+        return (r.Mmd2, r.Null95, r.PValue);
+    }
+
+    /// <summary>What <see cref="PermutationNull(Tensor, Tensor, int, Generator, MmdBandwidth, double[])"/> found, with the bandwidth it used.</summary>
+    public sealed record NullResult(double Mmd2, double Null95, double PValue, double Bandwidth);
+
+    /// <summary>
+    /// As above with a chosen bandwidth rule (<see cref="MmdBandwidth"/>). The pooled kernel matrix is
+    /// computed once: the bandwidth depends only on the pooled set (pooled), on y alone (nearest) or
+    /// on nothing (fixed), never on the labels a relabelling shuffles, so it is the same for every
+    /// relabelling, and each permutation only re-sums its blocks.
+    /// </summary>
+    public static NullResult PermutationNull(Tensor x, Tensor y, int permutations, Generator gen, MmdBandwidth bandwidth, double[]? multipliers = null)
     {
         multipliers ??= DefaultMultipliers;
         using var scope = NewDisposeScope();
@@ -102,7 +116,7 @@ public static class Mmd
         if (n < 2 || m < 2) throw new UserError($"MMD needs at least two points in each sample (got {n} and {m})");
         var pooled = cat([a, b], 0);
         var d2 = SquaredDistances(pooled, pooled);
-        double bw = Math.Max(d2.sum().item<double>() / (p * (p - 1)), 1e-12);
+        double bw = bandwidth.Resolve(d2, n, m);
         var k = zeros_like(d2);
         foreach (var c in multipliers) k.add_(d2.div(-bw * c).exp_());
         k.diagonal().fill_(0.0);   // the unbiased estimator leaves the diagonals out (diagonal() is a view)
@@ -119,7 +133,7 @@ public static class Mmd
         }
         Array.Sort(values);
         double q95 = permutations > 0 ? values[Math.Min(permutations - 1, (int)Math.Ceiling(0.95 * permutations) - 1)] : double.NaN;
-        return (observed, q95, (atLeast + 1.0) / (permutations + 1.0));
+        return new NullResult(observed, q95, (atLeast + 1.0) / (permutations + 1.0), bw);
     }
 
     // k has a zero diagonal: the block sums are the off-diagonal sums of the unbiased estimator.
@@ -133,5 +147,69 @@ public static class Mmd
         double kyy = rowsB.index_select(1, ib).sum().item<double>() / (m * (m - 1.0));
         double kxy = rowsA.index_select(1, ib).sum().item<double>() / (n * (double)m);
         return kxx + kyy - 2 * kxy;
+    }
+}
+
+/// <summary>
+/// How <see cref="Mmd.PermutationNull(Tensor, Tensor, int, Generator, MmdBandwidth, double[])"/> sets
+/// the squared-distance bandwidth bw of its RBF kernels exp(−‖a − b‖²/(bw·c)), c = 2^{−2…2}:
+/// <list type="bullet">
+/// <item><c>pooled</c>: the mean off-diagonal squared distance of the pooled sample (the global spread);</item>
+/// <item><c>nearest</c>: the median, over the points of the second sample y (the reference, m points), of the
+/// squared distance to their k-th nearest neighbour among the other points of y, k = max(1, ⌊m/100⌋):
+/// the radius² of a ball holding about 1 % of y's distribution — its local scale, where small errors
+/// of the first sample show. A fixed mass fraction rather than k = 1 keeps it a property of the
+/// distribution (the first neighbour's distance shrinks as m grows, as m^{−2/d}). It depends on y
+/// alone, not on x;</item>
+/// <item>a positive number: that squared distance, fixed.</item>
+/// </list>
+/// </summary>
+public sealed record MmdBandwidth(string Rule, double Value)
+{
+    public static readonly MmdBandwidth Pooled = new("pooled", double.NaN);
+    public static readonly MmdBandwidth Nearest = new("nearest", double.NaN);
+
+    public static MmdBandwidth Fixed(double value) =>
+        double.IsFinite(value) && value > 0 ? new("fixed", value) : throw new UserError($"MMD bandwidth: expected a positive number, got {value}");
+
+    /// <summary><c>pooled</c>, <c>nearest</c> or a positive number (a fixed squared-distance bandwidth).</summary>
+    public static MmdBandwidth Parse(string text)
+    {
+        if (text == "pooled") return Pooled;
+        if (text == "nearest") return Nearest;
+        if (double.TryParse(text, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out double v) && double.IsFinite(v) && v > 0)
+            return Fixed(v);
+        throw new UserError($"MMD bandwidth '{text}': expected pooled, nearest or a positive number");
+    }
+
+    /// <summary>The rule as written on the command line: <c>pooled</c>, <c>nearest</c> or the number.</summary>
+    public override string ToString() => Rule == "fixed" ? Value.ToString("R", System.Globalization.CultureInfo.InvariantCulture) : Rule;
+
+    /// <summary>bw for the pooled squared distances d2 of x (rows 0…n−1) and y (rows n…n+m−1).</summary>
+    internal double Resolve(Tensor d2, long n, long m)
+    {
+        using var scope = NewDisposeScope();
+        long p = n + m;
+        double bw = Rule switch
+        {
+            "pooled" => d2.sum().item<double>() / (p * (p - 1)),
+            "nearest" => NearestNeighbourMedian(d2.narrow(0, n, m).narrow(1, n, m)),
+            _ => Value,
+        };
+        return Math.Max(bw, 1e-12);
+    }
+
+    /// <summary>k of the nearest rule for a reference of m points: 1 % of them, at least 1 (so a ball holding ~1 % of the mass).</summary>
+    public static int NearestK(long m) => (int)Math.Max(1, Math.Min(m - 1, m / 100));
+
+    private static double NearestNeighbourMedian(Tensor dyy)
+    {
+        var d = dyy.clone();
+        d.diagonal().fill_(double.PositiveInfinity);
+        int k = NearestK(d.shape[0]);
+        var nn = d.sort(1).Values.select(1, k - 1).data<double>().ToArray();
+        Array.Sort(nn);
+        int c = nn.Length;
+        return c % 2 == 1 ? nn[c / 2] : 0.5 * (nn[c / 2 - 1] + nn[c / 2]);
     }
 }

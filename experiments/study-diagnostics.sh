@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Each remedy's own diagnostic, with the baseline overlaid, on a finished Fashion-MNIST study (issue 12):
+#
+#   experiments/study-diagnostics.sh STUDY_DIR OUT_DIR
+#
+# STUDY_DIR is the --out of `diffusion study experiments/study-fashion.toml`; each job keeps copies of its
+# checkpoints in STUDY_DIR/work/<variant>-seed<k>/checkpoints/step-NNNNNNN.ckpt (src/Diffusion/Study/StudyFolder.cs).
+# Every diagnostic uses seed 0's final checkpoint (the highest step) of each variant:
+#
+#   exposure-bias      input-perturbation vs baseline
+#   x0-bias            debiased, p2, min-snr vs baseline
+#   lipschitz          etsdm-n5 vs baseline
+#   error-propagation  consistency vs baseline, --bandwidth nearest (the local scale of q(x_t))
+#
+# into OUT_DIR/<diagnostic>/. A diagnostic whose OUT_DIR/<diagnostic>/<diagnostic>.json exists is skipped (delete
+# it to redo); a variant whose checkpoint is missing is left out (with a note), and a diagnostic left with the
+# baseline alone, or without it, is skipped. Environment: N (examples/chains per model, default 128), STEPS
+# (backward steps of the chains, default 100), PERMUTATIONS (default 100), THREADS (default 1).
+# CPU discipline on a shared machine: OMP_WAIT_POLICY=PASSIVE OMP_NUM_THREADS=1 (set below unless given).
+set -euo pipefail
+
+if [ $# -ne 2 ]; then
+  echo "usage: $0 STUDY_DIR OUT_DIR" >&2
+  exit 2
+fi
+study="$1"
+out="$2"
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+N="${N:-128}"
+STEPS="${STEPS:-100}"
+PERMUTATIONS="${PERMUTATIONS:-100}"
+THREADS="${THREADS:-1}"
+export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}" OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
+
+if [ ! -d "$study/work" ]; then
+  echo "error: $study/work not found: expected the --out folder of a diffusion study" >&2
+  exit 2
+fi
+mkdir -p "$out"
+
+# The final checkpoint of a variant's seed-0 job (the highest step), or nothing.
+final_checkpoint() {
+  local dir="$study/work/$1-seed0/checkpoints"
+  [ -d "$dir" ] || return 0
+  find "$dir" -maxdepth 1 -name 'step-*.ckpt' | sort | tail -n 1
+}
+
+# run_diagnostic NAME [extra flags …] -- VARIANT …   (the first variant is the baseline)
+run_diagnostic() {
+  local name="$1"; shift
+  local extra=()
+  while [ $# -gt 0 ] && [ "$1" != "--" ]; do extra+=("$1"); shift; done
+  shift   # the --
+  local dir="$out/$name"
+  if [ -f "$dir/$name.json" ]; then
+    echo "$name: $dir/$name.json exists, skipped"
+    return 0
+  fi
+  local models=() found=0 variant ckpt
+  for variant in "$@"; do
+    ckpt="$(final_checkpoint "$variant")"
+    if [ -z "$ckpt" ]; then
+      echo "$name: no checkpoint for $variant-seed0 in $study/work, left out" >&2
+      [ "$variant" = "$1" ] && { echo "$name: no baseline, skipped" >&2; return 0; }
+      continue
+    fi
+    models+=(--checkpoint "$ckpt" --label "$variant")
+    found=$((found + 1))
+  done
+  if [ "$found" -lt 2 ]; then
+    echo "$name: nothing to compare with the baseline, skipped" >&2
+    return 0
+  fi
+  echo "$name: $found models → $dir"
+  "$root/diffusion" diagnose "$name" "${models[@]}" --out "$dir" --n "$N" --steps "$STEPS" --threads "$THREADS" \
+    ${extra[@]+"${extra[@]}"}
+}
+
+run_diagnostic exposure-bias -- baseline input-perturbation
+run_diagnostic x0-bias -- baseline debiased p2 min-snr
+run_diagnostic lipschitz -- baseline etsdm-n5
+run_diagnostic error-propagation --bandwidth nearest --permutations "$PERMUTATIONS" -- baseline consistency
+echo "done: $out"
