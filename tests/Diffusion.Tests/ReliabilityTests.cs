@@ -155,6 +155,37 @@ public class ReliabilityTests
     }
 
     [Fact]
+    public void Of_many_takers_of_one_stale_lock_at_the_same_instant_exactly_one_gets_it()
+    {
+        // Two study workers started together both "took over" one stale job lock (a check-then-delete race); the
+        // take-over now happens under an OS lock. Eight threads race for the same stale lock, forty times.
+        var dir = TestUtil.TempDir("lock-race");
+        int gonePid;
+        using (var gone = Process.Start(new ProcessStartInfo("true") { UseShellExecute = false })!) { gone.WaitForExit(); gonePid = gone.Id; }
+        var path = Path.Combine(dir, "job.lock");
+        const int takers = 8;
+        for (int round = 0; round < 40; round++)
+        {
+            RunLock.Write(path, new RunLock.Holder(gonePid, Environment.MachineName, DateTime.UtcNow.AddMinutes(-1)));
+            var got = new RunLock?[takers];
+            int notes = 0;
+            using var start = new Barrier(takers);
+            var threads = Enumerable.Range(0, takers).Select(i => new Thread(() =>
+            {
+                start.SignalAndWait();
+                got[i] = RunLock.TryAcquire(dir, "job.lock", _ => Interlocked.Increment(ref notes));
+            })).ToList();
+            threads.ForEach(t => t.Start());
+            threads.ForEach(t => t.Join());
+            Assert.Equal(1, got.Count(l => l is not null));
+            Assert.Equal(1, notes);
+            Assert.Equal(Environment.ProcessId, RunLock.Read(path)!.Pid);
+            foreach (var l in got) l?.Dispose();
+            Assert.False(File.Exists(path));
+        }
+    }
+
+    [Fact]
     public void Resume_applies_a_set_on_a_key_it_may_change_and_leftover_files_of_a_killed_save_go()
     {
         var dir = Train("resume-set", Tiny(10));

@@ -60,8 +60,7 @@ public sealed class RunLock : IDisposable
                 continue;
             }
             if (!holder.IsStale()) throw Held(runDir, path, holder);
-            onMessage?.Invoke($"note: took over the stale lock {path} of {holder} (that process is gone)");
-            try { File.Delete(path); } catch (IOException) { /* another taker was first: look again */ }
+            if (TryTakeOver(path, holder, onMessage)) return new RunLock(path);
         }
         throw new UserError($"--out {runDir}: could not take the lock {path} (another train is starting there?); remove it if no train is running");
     }
@@ -84,10 +83,7 @@ public sealed class RunLock : IDisposable
                 continue;
             }
             if (!holder.IsStale()) return null;
-            // Delete only the stale file read above (not a fresh lock another taker made meanwhile).
-            if (Read(path) != holder) continue;
-            onMessage?.Invoke($"note: took over the stale lock {path} of {holder} (that process is gone)");
-            try { File.Delete(path); } catch (IOException) { }
+            if (TryTakeOver(path, holder, onMessage)) return new RunLock(path);
         }
         return null;
     }
@@ -126,6 +122,36 @@ public sealed class RunLock : IDisposable
 
     /// <summary>Writes a lock naming the given holder (tests use it to fake other processes).</summary>
     public static void Write(string path, Holder holder) => File.WriteAllText(path, Json(holder));
+
+    /// <summary>
+    /// Replaces the stale lock <paramref name="path"/> (whose holder was read as <paramref name="stale"/>) by this
+    /// process's own, true when that worked. Several processes may find the same stale lock at the same instant: a
+    /// check-then-delete lets one of them delete the fresh lock another has just written, and both then believe they
+    /// hold it (seen with two study workers started together). So the look-again, delete and create happen while this
+    /// process holds an exclusive OS lock on a sidecar file (<c>PATH.takeover</c>, left in place): .NET opens a file
+    /// with <see cref="FileShare.None"/> under <c>flock(LOCK_EX)</c> on Unix and a share-mode lock on Windows, and the
+    /// system drops it when the process dies, so a taker killed here blocks nobody.
+    /// </summary>
+    private static bool TryTakeOver(string path, Holder stale, Action<string>? onMessage)
+    {
+        using var guard = OpenExclusive(path + ".takeover", TimeSpan.FromSeconds(10));
+        if (guard is null) return false;                 // another taker is still inside: the caller looks again
+        if (Read(path) != stale) return false;           // taken over (or released) meanwhile
+        onMessage?.Invoke($"note: took over the stale lock {path} of {stale} (that process is gone)");
+        try { File.Delete(path); } catch (IOException) { return false; }
+        return TryCreate(path);                          // false when a plain create got in first: it holds the lock
+    }
+
+    private static FileStream? OpenExclusive(string path, TimeSpan patience)
+    {
+        var until = DateTime.UtcNow + patience;
+        while (true)
+        {
+            try { return new FileStream(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None); }
+            catch (IOException) when (DateTime.UtcNow < until) { Thread.Sleep(10); }
+            catch (IOException) { return null; }
+        }
+    }
 
     private static bool TryCreate(string path)
     {
