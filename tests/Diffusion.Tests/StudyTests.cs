@@ -57,6 +57,26 @@ public class StudyTests : IDisposable
         metrics = ["fid", "mmd"]
         mmd-n = 96
         mixture-min-per-mode = 2
+
+        [[claims]]
+        claim = "debiased lowers FID by half"
+        variant = "debiased"
+        row = "ddim-5"
+        effect = -0.5
+
+        [[claims]]
+        claim = "b = 1.01 is no worse"
+        variant = "baseline"
+        row = "ddim-5 b=1.01"
+        against-row = "ddim-5"
+        effect = 0
+
+        [[claims]]
+        claim = "debiased at 15 beats the baseline at 30"
+        variant = "debiased"
+        row = "ddim-5"
+        step = 15
+        metric = "mmd2"
         """;
 
     private static StudyPlan Plan(string dir, string text = TinyPlan)
@@ -334,6 +354,23 @@ public class StudyTests : IDisposable
         }
         Assert.Contains("| debiased | ddim-5 |", text);
         Assert.Contains($"| 1.01 | 2 | {Cell("baseline", "ddim-5 b=1.01", "fid")} |", text);
+        // The claims: each row's cells and verdict from the result files.
+        List<double> Of(string variant, long step, string label, string key) => new[] { 0, 1 }.Select(seed =>
+            JsonNode.Parse(File.ReadAllText(Path.Combine(Out(dir), "results", $"{variant}-seed{seed}.json")))!["evaluations"]!.AsArray()
+                .Single(e => (long)e!["step"]! == step && (string?)e["label"] == label)!["metrics"]![key]!.GetValue<double>()).ToList();
+        var claims = new[]
+        {
+            ("debiased lowers FID by half", Of("debiased", 30, "ddim-5", "fid"), Of("baseline", 30, "ddim-5", "fid"), (double?)-0.5),
+            ("b = 1.01 is no worse", Of("baseline", 30, "ddim-5 b=1.01", "fid"), Of("baseline", 30, "ddim-5", "fid"), 0),
+            ("debiased at 15 beats the baseline at 30", Of("debiased", 15, "ddim-5", "mmd2"), Of("baseline", 15, "ddim-5", "mmd2"), null),
+        };
+        foreach (var (claim, a, b, effect) in claims)
+        {
+            string line = text.Split('\n').Single(l => l.StartsWith($"| {claim} |", StringComparison.Ordinal));
+            string change = (a.Average() / b.Average() - 1) is var rel && rel >= 0 ? string.Create(CultureInfo.InvariantCulture, $"+{100 * rel:F1} %") : string.Create(CultureInfo.InvariantCulture, $"−{-100 * rel:F1} %");
+            Assert.EndsWith($"| {change} | {(effect is null ? "direction only" : effect == 0 ? "no worse" : "−50.0 %")} | " +
+                            $"{StudyReport.Number(2 * Math.Max(StudyReport.MeanSd(a).Sd, StudyReport.MeanSd(b).Sd))} | {StudyReport.ClaimVerdict(a, b, true, effect)} |", line);
+        }
         Assert.Equal("35.50", StudyReport.Number(35.5));
         Assert.Equal("0.1235", StudyReport.Number(0.12346));
         Assert.Equal("12346", StudyReport.Number(12345.6));
@@ -348,7 +385,33 @@ public class StudyTests : IDisposable
         Assert.Equal("one seed: no spread", StudyReport.Verdict([1.0], [2.0, 2.2], lowerIsBetter: true));
     }
 
+    [Fact]
+    public void A_claim_is_confirmed_refuted_or_inconclusive_by_the_stated_rule()
+    {
+        // FID-like (lower is better): means 10 and 20, sd 1 on both sides, so 2 × spread = 2.
+        double[] ten = [9.0, 11.0], twenty = [19.0, 21.0], twentyOne = [20.0, 22.0];
+        double s2 = Math.Sqrt(2);
+        double[] wide = [10 - 5 * s2, 10 + 5 * s2];   // mean 10, sd 10: 2 × spread = 20
+        Assert.Equal("confirmed", StudyReport.ClaimVerdict(ten, twenty, true, -0.3));
+        Assert.Equal("confirmed", StudyReport.ClaimVerdict(ten, twenty, true, null));
+        Assert.Equal("not confirmed: the opposite", StudyReport.ClaimVerdict(twenty, ten, true, -0.3));
+        // |d| = 1 ≤ 2: the paper's −30 % of 21 (6.3) would exceed 2 and is not seen; a −5 % (1.05) would not be visible.
+        Assert.Equal("not confirmed: no difference where the paper's would show", StudyReport.ClaimVerdict(twenty, twentyOne, true, -0.3));
+        Assert.Equal("inconclusive at this scale", StudyReport.ClaimVerdict(twenty, twentyOne, true, -0.05));
+        Assert.Equal("inconclusive at this scale", StudyReport.ClaimVerdict(twenty, twentyOne, true, null));
+        Assert.Equal("inconclusive at this scale", StudyReport.ClaimVerdict(wide, [12.0, 14.0], true, -0.3));
+        // "No worse": refuted only by a worsening beyond twice the spread; higher-is-better flips the direction.
+        Assert.Equal("confirmed: no worse", StudyReport.ClaimVerdict(twentyOne, twenty, true, 0));
+        Assert.Equal("not confirmed: worse", StudyReport.ClaimVerdict(twenty, ten, true, 0));
+        Assert.Equal("confirmed", StudyReport.ClaimVerdict(twenty, ten, false, 0.3));
+        Assert.Equal("inconclusive: one seed", StudyReport.ClaimVerdict([10.0], twenty, true, -0.3));
+        Assert.Equal("not measured yet", StudyReport.ClaimVerdict([], twenty, true, -0.3));
+    }
+
     [Theory]
+    [InlineData("[[claims]]\nclaim = \"x\"\nvariant = \"debiased\"\nrow = \"ddpm-10\"\nstep = 15\n", "[[claims]]", "claims[0].row: variant 'debiased' has no row 'ddpm-10' at step 15")]
+    [InlineData("[[claims]]\nclaim = \"x\"\nvariant = \"debiased\"\nrow = \"ddim-5\"\neffect = 0.2\n", "[[claims]]", "claims[0].effect: 0.2 would make fid worse (lower is better)")]
+    [InlineData("[[claims]]\nclaim = \"x\"\nvariant = \"debiased\"\nrow = \"ddim-5\"\nagainst = \"nobody\"\n", "[[claims]]", "claims[0].against: no variant named 'nobody'")]
     [InlineData("stepz = 3\n", "", "unknown plan key 'stepz'")]
     [InlineData("[[variants]]\nname = \"bad\"\nset = [\"model.hiden=3\"]\n", "[[samplers]]", "variant 'bad': toy: unknown key 'model.hiden'")]
     [InlineData("[[samplers]]\nlabel = \"x\"\nsampler = \"ddimm\"\n", "[[sweeps]]", "samplers[2].sampler: unknown sampler 'ddimm'")]

@@ -24,6 +24,15 @@ public sealed record SweepPoint(string Label, IReadOnlyList<KeyValuePair<string,
 /// <remarks>With <paramref name="FinalOnly"/> it runs at the final checkpoint only; otherwise wherever its samplers run.</remarks>
 public sealed record StudySweep(string Name, string Variant, IReadOnlyList<string> Samplers, IReadOnlyList<SweepPoint> Points, bool FinalOnly = false);
 
+/// <summary>
+/// A claim of a paper the study tests (<c>[[claims]]</c>): the row <see cref="Row"/> of <see cref="Variant"/> at
+/// <see cref="Step"/> is better on <see cref="Metric"/> than the row <see cref="AgainstRow"/> of <see cref="Against"/> at
+/// <see cref="AgainstStep"/>. <see cref="Effect"/> is the paper's relative change of the metric (variant / against − 1,
+/// e.g. −0.26 for an FID falling 14.21 → 10.54), null when the paper gives no size, 0 for a claim of "no worse".
+/// </summary>
+public sealed record StudyClaim(string Text, string Variant, string Row, long Step, string Against, string AgainstRow, long AgainstStep,
+                                string Metric, double? Effect);
+
 /// <summary>How every evaluation draws and scores its samples.</summary>
 public sealed record StudyEvaluation
 {
@@ -94,6 +103,8 @@ public sealed class StudyPlan
     public required StudyEvaluation Evaluation { get; init; }
     /// <summary>The metric of the report's comparisons and plot (a key of the evaluation JSON, e.g. fid).</summary>
     public required string PrimaryMetric { get; init; }
+    /// <summary>The papers' claims the report gives a verdict on (none by default).</summary>
+    public IReadOnlyList<StudyClaim> Claims { get; init; } = [];
 
     /// <summary>Result keys the report knows, with whether lower is better.</summary>
     public static readonly IReadOnlyDictionary<string, bool> LowerIsBetter = new Dictionary<string, bool>
@@ -180,6 +191,13 @@ public sealed class StudyPlan
                     }
                 }
             }
+        for (int i = 0; i < Claims.Count; i++)
+        {
+            var c = Claims[i];
+            foreach (var (variant, row, step, key) in new[] { (c.Variant, c.Row, c.Step, "row"), (c.Against, c.AgainstRow, c.AgainstStep, "against-row") })
+                if (!Tasks(Variant(variant)).Any(t => t.Step == step && t.Label == row))
+                    throw new UserError($"{Path}: claims[{i}].{key}: variant '{variant}' has no row '{row}' at step {step}; expected a sampler label (or 'LABEL SWEEP=POINT' of a sweep) evaluated there");
+        }
         foreach (var m in Evaluation.Metrics)
             if (!MetricRegistry.Names.Contains(m)) throw new UserError($"{Path}: evaluation.metrics: unknown metric '{m}'; expected any of {string.Join(", ", MetricRegistry.Names)}");
         var f = Evaluation.Features;
@@ -206,7 +224,7 @@ public sealed class StudyPlan
         try { root = ConfigLoader.ParseTree(File.ReadAllText(path), "toml", path); }
         catch (ConfigException err) { throw new UserError(err.Message); }
         var r = new Reader(path);
-        r.Keys(root, "", ["name", "config", "set", "steps", "eval-steps", "seeds", "baseline", "variants", "samplers", "sweeps", "evaluation", "report"]);
+        r.Keys(root, "", ["name", "config", "set", "steps", "eval-steps", "seeds", "baseline", "variants", "samplers", "sweeps", "evaluation", "report", "claims"]);
 
         string config = r.Str(root, "config", "") is { Length: > 0 } c ? c : throw r.Error("config", "is required: a preset name (demo, toy, …) or a config file, as train --config");
         bool looksLikeFile = config.Contains('/') || config.EndsWith(".toml", StringComparison.Ordinal) || config.EndsWith(".json", StringComparison.Ordinal);
@@ -307,11 +325,36 @@ public sealed class StudyPlan
         }
         else if (root.ContainsKey("report")) throw r.Error("report", "expected a table");
 
+        var claims = new List<StudyClaim>();
+        foreach (var (cl, at) in r.Tables(root, "claims", required: false))
+        {
+            r.Keys(cl, at, ["claim", "variant", "row", "step", "against", "against-row", "against-step", "metric", "effect"]);
+            string text = r.Str(cl, "claim", "", at + ".claim") is { Length: > 0 } t ? t : throw r.Error(at + ".claim", "is required: the claim in words, with the paper's numbers");
+            string variant = r.Str(cl, "variant", "", at + ".variant");
+            if (!variants.Any(v => v.Name == variant)) throw r.Error(at + ".variant", $"no variant named '{variant}'");
+            string against = r.Str(cl, "against", baseline, at + ".against");
+            if (!variants.Any(v => v.Name == against)) throw r.Error(at + ".against", $"no variant named '{against}'");
+            string row = r.Str(cl, "row", "", at + ".row") is { Length: > 0 } rw ? rw : throw r.Error(at + ".row", "is required: a sampler label, or 'LABEL SWEEP=POINT' of a sweep");
+            long step = r.Long(cl, "step", steps, 1, at + ".step");
+            double? effect = null;
+            if (cl["effect"] is JsonNode en)
+                effect = en is JsonValue ev && (ev.TryGetValue<double>(out var x) || (ev.TryGetValue<long>(out var whole) && (x = whole) == whole)) && x > -1 && double.IsFinite(x) ? x : throw r.Error(at + ".effect", $"expected a relative change above −1 (e.g. -0.26 for 26 % lower), got {en.ToJsonString()}");
+            string claimMetric = r.Str(cl, "metric", metric, at + ".metric");
+            if (!LowerIsBetter.TryGetValue(claimMetric, out bool lower))
+                throw r.Error(at + ".metric", $"expected one of {string.Join(", ", LowerIsBetter.Keys)}, got '{claimMetric}'");
+            int better = lower ? -1 : 1;
+            if (effect is double ef && ef != 0 && Math.Sign(ef) != better)
+                throw r.Error(at + ".effect", $"{ef.ToString(CultureInfo.InvariantCulture)} would make {claimMetric} worse ({(lower ? "lower" : "higher")} is better); a claim states an improvement (or 0: no worse)");
+            claims.Add(new StudyClaim(text, variant, row, step, against, r.Str(cl, "against-row", row, at + ".against-row"), r.Long(cl, "against-step", step, 1, at + ".against-step"),
+                                      claimMetric, effect));
+        }
+
         return new StudyPlan
         {
             Path = path, Name = r.Str(root, "name", System.IO.Path.GetFileNameWithoutExtension(path)), Config = config,
             Sets = r.Strs(root, "set", "set"), Steps = steps, EvalSteps = evalSteps, Seeds = seeds, Baseline = baseline,
             Variants = variants, Samplers = samplers, Sweeps = sweeps, Evaluation = evaluation, PrimaryMetric = metric,
+            Claims = claims,
         };
     }
 

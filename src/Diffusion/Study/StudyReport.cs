@@ -185,6 +185,28 @@ public static class StudyReport
                 md.AppendLine($"| {p.Label} | {Seeds(sweep.Variant)} | {string.Join(" | ", sweep.Samplers.Select(l => Cell(Values(sweep.Variant, final, $"{l} {sweep.Name}={p.Label}", pm))))} |");
             md.AppendLine();
         }
+        // The papers' claims, each with a verdict by the stated rule.
+        if (plan.Claims.Count > 0)
+        {
+            md.AppendLine("## The papers' claims");
+            md.AppendLine();
+            md.AppendLine("Rule: with d the difference of means (claimed row minus the row it is compared with) and the spread the larger of the two sample standard deviations over seeds, a claim is **confirmed** when d is in the claimed direction by more than twice the spread; **not confirmed** when d goes the other way by more than twice the spread, or when |d| is within twice the spread although the paper's change (its relative effect times the compared mean) would exceed twice the spread — the claimed effect would have shown; **inconclusive at this scale** otherwise (the spread is too large to see the claimed effect, or the paper gives no size). A claim of \"no worse\" (effect 0) is confirmed unless the row is worse by more than twice the spread. With fewer than two seeds on either side there is no spread: inconclusive.");
+            md.AppendLine();
+            md.AppendLine("| claim | measured | compared with | change | paper's change | 2 × spread | verdict |");
+            md.AppendLine("|---|---|---|---|---|---|---|");
+            foreach (var c in plan.Claims)
+            {
+                var a = Values(c.Variant, c.Step, c.Row, c.Metric);
+                var b = Values(c.Against, c.AgainstStep, c.AgainstRow, c.Metric);
+                string Where(string v, string row, long step, IReadOnlyList<double> x) => $"{v} {row} @ {step}: {c.Metric} {Cell(x)}";
+                string change = a.Count == 0 || b.Count == 0 ? "—" : Percent(a.Average() / b.Average() - 1);
+                string paper = c.Effect is double ef ? (ef == 0 ? "no worse" : Percent(ef)) : "direction only";
+                string twice = a.Count < 2 || b.Count < 2 ? "—" : Number(2 * Math.Max(MeanSd(a).Sd, MeanSd(b).Sd));
+                md.AppendLine($"| {c.Text} | {Where(c.Variant, c.Row, c.Step, a)} | {Where(c.Against, c.AgainstRow, c.AgainstStep, b)} | {change} | {paper} | {twice} | {ClaimVerdict(a, b, StudyPlan.LowerIsBetter[c.Metric], c.Effect)} |");
+            }
+            md.AppendLine();
+        }
+
         string text = md.ToString();
         File.WriteAllText(reportPath, text);
         return text;
@@ -203,6 +225,28 @@ public static class StudyReport
         if (Math.Abs(diff) <= 2 * spread) return "no difference";
         return (diff < 0) == lowerIsBetter ? "better" : "worse";
     }
+
+    /// <summary>
+    /// The verdict on a claim that <paramref name="claimed"/> is better than <paramref name="against"/> (lower or higher
+    /// by <paramref name="lowerIsBetter"/>), by the rule the report states: confirmed / not confirmed / inconclusive at
+    /// this scale, from the difference of means d, the spread s (larger sample sd) and the paper's relative
+    /// <paramref name="effect"/> (null: no size given; 0: "no worse").
+    /// </summary>
+    public static string ClaimVerdict(IReadOnlyList<double> claimed, IReadOnlyList<double> against, bool lowerIsBetter, double? effect)
+    {
+        if (claimed.Count == 0 || against.Count == 0) return "not measured yet";
+        if (claimed.Count < 2 || against.Count < 2) return "inconclusive: one seed";
+        var (ma, sa) = MeanSd(claimed);
+        var (mb, sb) = MeanSd(against);
+        double d = ma - mb, noise = 2 * Math.Max(sa, sb);
+        bool better = lowerIsBetter ? d < 0 : d > 0;
+        if (effect == 0) return !better && Math.Abs(d) > noise ? "not confirmed: worse" : "confirmed: no worse";
+        if (Math.Abs(d) > noise) return better ? "confirmed" : "not confirmed: the opposite";
+        if (effect is double ef && Math.Abs(ef * mb) > noise) return "not confirmed: no difference where the paper's would show";
+        return "inconclusive at this scale";
+    }
+
+    private static string Percent(double relative) => (relative >= 0 ? "+" : "−") + Math.Abs(100 * relative).ToString("F1", C) + " %";
 
     private static bool? PlanLowerIsBetter(string key) => StudyPlan.LowerIsBetter.TryGetValue(key, out var b) ? b : null;
 }
