@@ -146,8 +146,8 @@ public static class MixtureSteps
 
     public static Result Run(DiagnosticModel m, DiagnosticSettings s, IReadOnlyList<int>? steps = null)
     {
-        var mixture = m.Mixture ?? throw new UserError($"mixture-steps: {m.Label}: the data is not a known Gaussian mixture (expected a model of toy:gmm-grid or gmm:SPEC.json data, or --model gmm:SPEC.json)");
         if (m.IsImage) throw new UserError($"mixture-steps: {m.Label}: an image model; score it against held-out images with RunImages");
+        var mixture = m.Mixture ?? throw new UserError($"mixture-steps: {m.Label}: the data is not a known Gaussian mixture (expected a model of toy:gmm-grid or gmm:SPEC.json data, or --model gmm:SPEC.json)");
         return new Result(m.Label, Draw(m, s, Counts(m, steps), (k, x) => new Row(k, MixtureMetrics.Score(mixture, x))));
     }
 
