@@ -20,11 +20,9 @@ public static class DiagnoseCommand
             permutation null range
             """),
         ("mixture-steps", """
-            sample quality as the backward steps fall, from the same x_T: vector data of a
-            known Gaussian mixture by its mixture scores (within 3σ, modes covered,
-            log-likelihood); images by FID, KID and precision/recall against the held-out
-            images, as diffusion eval computes them (its default features for the data, or
-            --features)
+            sample quality as the backward steps fall, same x_T: mixture scores (within 3σ,
+            modes covered, log-likelihood) for vector data of a known Gaussian mixture; FID,
+            KID, precision/recall against the held-out images, as eval computes them, for images
             """),
     ];
 
