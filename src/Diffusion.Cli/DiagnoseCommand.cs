@@ -20,8 +20,9 @@ public static class DiagnoseCommand
             permutation null range
             """),
         ("mixture-steps", """
-            mixture scores (within 3σ, modes covered, log-likelihood) as the backward
-            steps fall (vector data from a known Gaussian mixture)
+            sample quality as the backward steps fall, same x_T: mixture scores (within 3σ,
+            modes covered, log-likelihood) for vector data of a known Gaussian mixture; FID,
+            KID, precision/recall against the held-out images, as eval computes them, for images
             """),
     ];
 
@@ -50,6 +51,14 @@ public static class DiagnoseCommand
             positive number (fixed)
             """),
         OptionSpec.Value("mixture-steps", "LIST", $"the backward step counts of mixture-steps, comma-separated (default {string.Join(",", MixtureSteps.DefaultSteps)})"),
+        OptionSpec.Value("features", null, """
+            mixture-steps on images: the feature space of FID, KID and precision/recall, as
+            diffusion eval names it: classifier:fashion-mnist | classifier:mnist (the
+            project's small CNN, trained on first use and cached in .data/classifiers),
+            inception-fid (weights from DIFFUSION_INCEPTION_WEIGHTS) or raw (the pixels).
+            Default: eval's for the held-out data (classifier for fashion-mnist/mnist,
+            inception-fid for other images)
+            """, ["classifier:fashion-mnist", "classifier:mnist", "inception-fid", "raw"]),
         OptionSpec.Value("data", "SPEC", """
             held-out data instead of the default (the test split of fashion-mnist,
             another seed of toy data, fresh draws of a known mixture)
@@ -64,7 +73,7 @@ public static class DiagnoseCommand
                            (--checkpoint RUN [--checkpoint RUN2 …] | --model gmm:SPEC.json …) [--label NAME …]
                            [--out DIR] [--n N] [--steps S] [--sampler ddpm|ddim] [--grid-points G] [--seed S]
                            [--delta D] [--permutations P] [--bandwidth nearest|pooled|VALUE]
-                           [--mixture-steps 1000,100,20,10,5] [--data SPEC]
+                           [--mixture-steps 1000,100,20,10,5] [--features NAME] [--data SPEC]
                            [--weights ema|model] [--batch-size B] [--threads N]
         """, """
         Measures the problem each remedy targets (see METHODS.md) and writes NAME.csv, NAME.json and
@@ -133,6 +142,7 @@ public static class DiagnoseCommand
             if (a.Has("permutations") && name != "error-propagation") throw new UsageError("diffusion diagnose: --permutations applies to error-propagation only");
             if (a.Has("bandwidth") && name != "error-propagation") throw new UsageError("diffusion diagnose: --bandwidth applies to error-propagation only");
             if (a.Has("mixture-steps") && name != "mixture-steps") throw new UsageError("diffusion diagnose: --mixture-steps applies to mixture-steps only");
+            if (a.Has("features") && name != "mixture-steps") throw new UsageError("diffusion diagnose: --features applies to mixture-steps only");
             string outDir = a.Get("out") ?? Path.Combine("diagnostics", name);
 
             var sw = Stopwatch.StartNew();
@@ -161,7 +171,23 @@ public static class DiagnoseCommand
                 case "mixture-steps":
                 {
                     int[]? steps = a.Get("mixture-steps") is string list ? ParseSteps(list) : null;
-                    MixtureSteps.Write(outDir, models.Select(m => { Note(m); return MixtureSteps.Run(m, settings, steps); }).ToList(), settings);
+                    if (!images)
+                    {
+                        if (a.Has("features")) throw new UsageError("diffusion diagnose: --features applies to image models (vector data is scored against its known mixture)");
+                        MixtureSteps.Write(outDir, models.Select(m => { Note(m); return MixtureSteps.Run(m, settings, steps); }).ToList(), settings);
+                        break;
+                    }
+                    if (models.FirstOrDefault(m => !m.IsImage) is { } vector)
+                        throw new UsageError($"diffusion diagnose: mixture-steps: {vector.Label} is a vector model, {models.First(m => m.IsImage).Label} an image model; diagnose them separately");
+                    // The held-out images' features, once for every model and step count.
+                    var first = models[0];
+                    var featureSettings = new Diffusion.Metrics.Features.FeatureSettings
+                    {
+                        DataDir = first.DataDir, BatchSize = settings.BatchSize, Log = s => Console.Error.WriteLine($"diagnose {name}: {s}"),
+                    };
+                    using var reference = MixtureSteps.ImageReference.For(first, settings, a.Get("features"), featureSettings);
+                    Console.Error.WriteLine($"diagnose {name}: {reference.Features} features of {reference.Set.Count} held-out images ({reference.Source}) in {sw.Elapsed.TotalSeconds:F1}s");
+                    MixtureSteps.WriteImages(outDir, models.Select(m => { Note(m); return MixtureSteps.RunImages(m, settings, reference, steps); }).ToList(), settings, reference);
                     break;
                 }
             }

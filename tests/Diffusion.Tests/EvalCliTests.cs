@@ -139,6 +139,42 @@ public class EvalCliTests
     }
 
     [Fact]
+    public void Diagnose_mixture_steps_scores_an_image_checkpoint_against_held_out_images()
+    {
+        var dir = TestUtil.TempDir("cli-diagnose-images");
+        var spec = Path.Combine(dir, "spec.json");
+        File.WriteAllText(spec, SmallMixtureJson);
+        var data = Path.Combine(dir, "data");
+        Directory.CreateDirectory(data);
+        var rng = new Random(3);
+        for (int i = 0; i < 12; i++) DataTests.WritePng(Path.Combine(data, $"{i}.png"), 8, 8, (x, y) => { var v = (byte)rng.Next(256); return (v, v, v); });
+        var run = Path.Combine(dir, "unet");
+        var r = Run("train", "--data", $"images:{data}", "--steps", "2", "--out", run, "--quiet", "--threads", "1",
+            "--set", "data.image-size=8", "--set", "model.channels=8", "--set", "model.channel-mult=[1]", "--set", "model.res-blocks=1",
+            "--set", "model.attention-resolutions=[]", "--set", "model.norm-groups=4", "--set", "train.batch-size=4", "--set", "sample.n=4", "--set", "sample.steps=2");
+        Assert.True(r.Code == 0, r.Err);
+
+        var outDir = Path.Combine(dir, "ms");
+        string[] common = ["--n", "16", "--mixture-steps", "3,2", "--data", $"images:{data}", "--threads", "1"];
+        r = Run(["diagnose", "mixture-steps", "--checkpoint", run, "--features", "raw", "--out", outDir, .. common]);
+        Assert.True(r.Code == 0, r.Err);
+        Assert.Contains("raw features of 12 held-out images", r.Err);
+        var rows = File.ReadAllLines(Path.Combine(outDir, "mixture-steps.csv"));
+        Assert.Equal("label,steps,fid,kid,kid_std,precision,recall,features,n,reference_n", rows[0]);
+        Assert.Equal(["unet,3", "unet,2"], rows.Skip(1).Select(l => string.Join(",", l.Split(',').Take(2))));
+        Assert.All(rows.Skip(1), l => Assert.True(double.Parse(l.Split(',')[2], System.Globalization.CultureInfo.InvariantCulture) > 0, l));
+        Assert.All(rows.Skip(1), l => Assert.EndsWith(",raw,16,12", l));
+        Assert.True(new FileInfo(Path.Combine(outDir, "mixture-steps.png")).Length > 5000);
+
+        // Without --features: eval's default for images that are not (Fashion-)MNIST, inception-fid, which needs its weights.
+        AssertOneLineError(Run(["diagnose", "mixture-steps", "--checkpoint", run, .. common]), "--features inception-fid: no weights");
+        AssertOneLineError(Run(["diagnose", "mixture-steps", "--checkpoint", run, "--features", "pixels", .. common]), "unknown feature extractor");
+        AssertOneLineError(Run(["diagnose", "mixture-steps", "--checkpoint", run, "--model", $"gmm:{spec}", "--features", "raw", .. common]), "diagnose them separately");
+        AssertOneLineError(Run("diagnose", "mixture-steps", "--model", $"gmm:{spec}", "--features", "raw"), "--features applies to image models");
+        AssertOneLineError(Run("diagnose", "x0-bias", "--model", $"gmm:{spec}", "--features", "raw"), "--features applies to mixture-steps only");
+    }
+
+    [Fact]
     public void Diagnose_error_propagation_records_its_bandwidth_rule_and_values()
     {
         var dir = TestUtil.TempDir("cli-diagnose-bw");

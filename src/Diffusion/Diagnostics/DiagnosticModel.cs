@@ -29,6 +29,10 @@ public sealed class DiagnosticModel : IDisposable
     public GaussianMixture? Mixture { get; }
     /// <summary>Where the held-out examples come from, for the outputs.</summary>
     public string HeldOutSource { get; }
+    /// <summary>The data spec of the held-out examples; null when they are fresh draws from a known mixture.</summary>
+    public string? HeldOutDataSpec => dataSpec;
+    /// <summary>The folder of the data spec's files (Fashion-MNIST IDX, …), when the run's config names one.</summary>
+    public string? DataDir => dataDir;
 
     private DiagnosticModel(string label, IDenoiser denoiser, NoiseSchedule schedule, long[] shape, GaussianMixture? mixture,
                             string heldOutSource, TrainedModel? trained, string? dataSpec, string? dataDir)
@@ -79,6 +83,34 @@ public sealed class DiagnosticModel : IDisposable
     /// <summary>A model given directly (tests, library users).</summary>
     public static DiagnosticModel FromDenoiser(string label, IDenoiser denoiser, NoiseSchedule schedule, GaussianMixture mixture) =>
         new(label, denoiser, schedule, [mixture.Dim], mixture, "fresh draws from the mixture", null, null, null);
+
+    /// <summary>
+    /// A model of images given directly (tests, library users): its held-out examples come from the data spec
+    /// <paramref name="heldOutSpec"/> (e.g. <c>npy:FILE</c>), whose examples must have <paramref name="exampleShape"/> [C, H, W].
+    /// </summary>
+    public static DiagnosticModel FromImageDenoiser(string label, IDenoiser denoiser, NoiseSchedule schedule, long[] exampleShape, string heldOutSpec, string? dataDir = null)
+    {
+        if (exampleShape.Length != 3) throw new ArgumentException($"expected an image shape [C, H, W], got [{string.Join(", ", exampleShape)}]", nameof(exampleShape));
+        return new(label, denoiser, schedule, exampleShape, null, heldOutSpec, null, heldOutSpec, dataDir);
+    }
+
+    /// <summary>
+    /// At most <paramref name="max"/> examples of the held-out data spec, as <c>diffusion eval</c> takes a reference from a
+    /// data spec (<see cref="Metrics.SampleSet.Subset"/>: all of them, or a random subset drawn with <paramref name="seed"/>);
+    /// the caller owns the result. Only for a held-out data spec (not fresh draws from a known mixture).
+    /// </summary>
+    public Dataset HeldOutReference(int max, long seed)
+    {
+        if (dataSpec is null) throw new UserError($"{Label}: the held-out examples are fresh draws from a known mixture, not a data spec");
+        var all = DataSources.Load(new DataConfig { Spec = dataSpec, DataDir = dataDir, ImageSize = IsImage ? (int)ExampleShape[1] : 32 });
+        if (!all.ExampleShape.SequenceEqual(ExampleShape))
+        {
+            var shape = all.ExampleShape;
+            all.Dispose();
+            throw new UserError($"{dataSpec}: examples of shape [{string.Join(", ", shape)}], the model's are [{string.Join(", ", ExampleShape)}]");
+        }
+        return Metrics.SampleSet.Subset(all, max, seed);
+    }
 
     /// <summary>
     /// n held-out examples (float32, [n, …]): fresh draws from the mixture when it is known, otherwise
