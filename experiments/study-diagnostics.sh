@@ -11,11 +11,15 @@
 #   x0-bias            debiased, p2, min-snr vs baseline
 #   lipschitz          etsdm-n5 vs baseline
 #   error-propagation  consistency vs baseline, --bandwidth nearest (the local scale of q(x_t))
+#   mixture-steps      smd vs baseline: FID/KID/precision/recall (classifier features, against the test split) of
+#                      STEPS_N samples (default 1000) drawn with DDPM at 1000, 100, 20 and 10 backward steps
 #
 # into OUT_DIR/<diagnostic>/. A diagnostic whose OUT_DIR/<diagnostic>/<diagnostic>.json exists is skipped (delete
 # it to redo); a variant whose checkpoint is missing is left out (with a note), and a diagnostic left with the
 # baseline alone, or without it, is skipped. Environment: N (examples/chains per model, default 128), STEPS
-# (backward steps of the chains, default 100), PERMUTATIONS (default 100), THREADS (default 1).
+# (backward steps of the chains, default 100), PERMUTATIONS (default 100), STEPS_N (samples per step count of
+# mixture-steps, default 1000: FID needs far more than 128), THREADS (default 1). mixture-steps is the costly one
+# (≈ 1 130 network evaluations per sample: ≈ 80 min per model on one core shared with a study worker, at STEPS_N = 1000).
 # CPU discipline on a shared machine: OMP_WAIT_POLICY=PASSIVE OMP_NUM_THREADS=1 (set below unless given).
 set -euo pipefail
 
@@ -28,6 +32,7 @@ out="$2"
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 N="${N:-128}"
 STEPS="${STEPS:-100}"
+STEPS_N="${STEPS_N:-1000}"
 PERMUTATIONS="${PERMUTATIONS:-100}"
 THREADS="${THREADS:-1}"
 export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}" OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
@@ -48,8 +53,11 @@ final_checkpoint() {
 # run_diagnostic NAME [extra flags …] -- VARIANT …   (the first variant is the baseline)
 run_diagnostic() {
   local name="$1"; shift
-  local extra=()
-  while [ $# -gt 0 ] && [ "$1" != "--" ]; do extra+=("$1"); shift; done
+  local extra=() n="$N"
+  while [ $# -gt 0 ] && [ "$1" != "--" ]; do
+    if [ "$1" = "--n" ]; then n="$2"; shift 2; continue; fi   # a diagnostic's own sample count
+    extra+=("$1"); shift
+  done
   shift   # the --
   local dir="$out/$name"
   if [ -f "$dir/$name.json" ]; then
@@ -72,7 +80,7 @@ run_diagnostic() {
     return 0
   fi
   echo "$name: $found models → $dir"
-  "$root/diffusion" diagnose "$name" "${models[@]}" --out "$dir" --n "$N" --steps "$STEPS" --threads "$THREADS" \
+  "$root/diffusion" diagnose "$name" "${models[@]}" --out "$dir" --n "$n" --steps "$STEPS" --threads "$THREADS" \
     ${extra[@]+"${extra[@]}"}
 }
 
@@ -80,4 +88,5 @@ run_diagnostic exposure-bias -- baseline input-perturbation
 run_diagnostic x0-bias -- baseline debiased p2 min-snr
 run_diagnostic lipschitz -- baseline etsdm-n5
 run_diagnostic error-propagation --bandwidth nearest --permutations "$PERMUTATIONS" -- baseline consistency
+run_diagnostic mixture-steps --mixture-steps 1000,100,20,10 --n "$STEPS_N" -- baseline smd
 echo "done: $out"
