@@ -163,7 +163,9 @@ public sealed class RunLock : IDisposable
             fs.Flush(flushToDisk: true);
             return true;
         }
-        catch (IOException) when (File.Exists(path)) { return false; }
+        // The file existed (EEXIST is 17 on Unix, ERROR_FILE_EXISTS 80 on Windows) — even if its holder has deleted it
+        // since, as happens when several takers race: the caller looks again.
+        catch (IOException e) when (File.Exists(path) || (e.HResult & 0xFFFF) is 17 or 80 or 183) { return false; }
     }
 
     private static string Json(Holder h) => new JsonObject
