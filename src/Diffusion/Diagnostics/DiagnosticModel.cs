@@ -102,14 +102,17 @@ public sealed class DiagnosticModel : IDisposable
     public Dataset HeldOutReference(int max, long seed)
     {
         if (dataSpec is null) throw new UserError($"{Label}: the held-out examples are fresh draws from a known mixture, not a data spec");
-        var all = DataSources.Load(new DataConfig { Spec = dataSpec, DataDir = dataDir, ImageSize = IsImage ? (int)ExampleShape[1] : 32 });
-        if (!all.ExampleShape.SequenceEqual(ExampleShape))
-        {
-            var shape = all.ExampleShape;
-            all.Dispose();
-            throw new UserError($"{dataSpec}: examples of shape [{string.Join(", ", shape)}], the model's are [{string.Join(", ", ExampleShape)}]");
-        }
-        return Metrics.SampleSet.Subset(all, max, seed);
+        return Metrics.SampleSet.Subset(LoadHeldOut(), max, seed);
+    }
+
+    /// <summary>All examples of the held-out data spec (the caller owns them), refused unless they have the model's shape.</summary>
+    private Dataset LoadHeldOut()
+    {
+        var all = DataSources.Load(new DataConfig { Spec = dataSpec!, DataDir = dataDir, ImageSize = IsImage ? (int)ExampleShape[1] : 32 });
+        if (all.ExampleShape.SequenceEqual(ExampleShape)) return all;
+        var shape = all.ExampleShape;
+        all.Dispose();
+        throw new UserError($"{dataSpec}: examples of shape [{string.Join(", ", shape)}], the model's are [{string.Join(", ", ExampleShape)}]");
     }
 
     /// <summary>
@@ -124,9 +127,7 @@ public sealed class DiagnosticModel : IDisposable
             using var x = Mixture.Sample(n, gen);
             return x.to_type(ScalarType.Float32);
         }
-        heldOut ??= DataSources.Load(new DataConfig { Spec = dataSpec!, DataDir = dataDir, ImageSize = IsImage ? (int)ExampleShape[1] : 32 });
-        if (!heldOut.ExampleShape.SequenceEqual(ExampleShape))
-            throw new UserError($"{dataSpec}: examples of shape [{string.Join(", ", heldOut.ExampleShape)}], the model's are [{string.Join(", ", ExampleShape)}]");
+        heldOut ??= LoadHeldOut();
         using var idx = heldOut.Count >= n ? randperm(heldOut.Count, generator: gen).narrow(0, 0, n) : randint(heldOut.Count, [n], generator: gen);
         return heldOut.Data.index_select(0, idx);
     }
