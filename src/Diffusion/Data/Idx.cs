@@ -1,5 +1,6 @@
 using System.IO.Compression;
 using static TorchSharp.torch;
+using Diffusion.Util;
 
 namespace Diffusion.Data;
 
@@ -86,7 +87,7 @@ public static class Idx
             throw new UserError($"{spec}: {labels.shape[0]} labels in {labelsPath} for {images.shape[0]} images in {imagesPath}");
         if (classNames is not null && labels.shape[0] > 0 && labels.max().item<byte>() >= classNames.Count)
             throw new UserError($"{spec}: {labelsPath} holds label {labels.max().item<byte>()}; expected 0 … {classNames.Count - 1}");
-        var x = images.to_type(ScalarType.Float32).unsqueeze(1) / 127.5 - 1.0;
+        var x = images.to_type(ScalarType.Float32).unsqueeze(1).Div(127.5).Sub(1.0);
         var ds = new Dataset(spec, x, labels.to_type(ScalarType.Int64), classNames: classNames);
         return ds;
     }

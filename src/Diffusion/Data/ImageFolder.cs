@@ -1,5 +1,6 @@
 using StbImageSharp;
 using static TorchSharp.torch;
+using Diffusion.Util;
 
 namespace Diffusion.Data;
 
@@ -56,11 +57,11 @@ public static class ImageFolder
         foreach (var (rgb, w, h) in decoded)
         {
             var x = tensor(rgb, [h, w, 3]).permute(2, 0, 1).to_type(ScalarType.Float32).unsqueeze(0); // 1,3,H,W in [0,255]
-            if (c == 1) x = (x[.., 0..1] * 0.299 + x[.., 1..2] * 0.587 + x[.., 2..3] * 0.114);
+            if (c == 1) x = x[.., 0..1].Mul(0.299).Add(x[.., 1..2].Mul(0.587)).Add(x[.., 2..3].Mul(0.114));
             batch.Add(ResizeCenterCrop(x, size));
         }
-        var all = cat(batch, 0) / 127.5 - 1.0;
-        return new Dataset(spec, all.clamp(-1.0, 1.0), labels is null ? null : tensor(labels), classNames: names);
+        var all = cat(batch, 0).Div(127.5).Sub(1.0);
+        return new Dataset(spec, all.Clamp(-1.0, 1.0), labels is null ? null : tensor(labels), classNames: names);
     }
 
     /// <summary>The class of each file (its first-level sub-folder) and the classes' names; (null, null) when some file lies directly in <paramref name="dir"/>.</summary>

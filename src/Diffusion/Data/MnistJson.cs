@@ -1,5 +1,6 @@
 using System.Text.Json;
 using static TorchSharp.torch;
+using Diffusion.Util;
 
 namespace Diffusion.Data;
 
@@ -65,7 +66,7 @@ public static class MnistJson
             for (int i = 0; i < added / (Side * Side); i++) labels.Add(digit);
         }
         using var scope = NewDisposeScope();
-        var x = tensor(pixels.ToArray(), [labels.Count, 1, Side, Side]) * 2.0 - 1.0;
+        var x = tensor(pixels.ToArray(), [labels.Count, 1, Side, Side]).Mul(2.0).Sub(1.0);
         return new Dataset(spec, x, tensor(labels.ToArray()), classNames: Enumerable.Range(0, 10).Select(d => d.ToString(System.Globalization.CultureInfo.InvariantCulture)).ToArray());
     }
 }

@@ -1,5 +1,6 @@
 using Diffusion.Models;
 using static TorchSharp.torch;
+using Diffusion.Util;
 
 namespace Diffusion.Data;
 
@@ -81,13 +82,13 @@ public static class Toy2D
     public static Tensor Moons(int n, double noise, Generator gen)
     {
         using var scope = NewDisposeScope();
-        var theta = rand(n, dtype: ScalarType.Float64, generator: gen) * Math.PI;
-        var which = rand(n, dtype: ScalarType.Float64, generator: gen) < 0.5;
+        var theta = rand(n, dtype: ScalarType.Float64, generator: gen).Mul(Math.PI);
+        var which = rand(n, dtype: ScalarType.Float64, generator: gen).Lt(0.5);
         var xa = cos(theta); var ya = sin(theta);
-        var xb = 1 - cos(theta); var yb = 0.5 - sin(theta);
-        var x = where(which, xa, xb) - 0.5;
-        var y = where(which, ya, yb) - 0.25;
-        var pts = stack([x, y], 1) + noise * randn([n, 2], dtype: ScalarType.Float64, generator: gen);
+        var xb = cos(theta).RSub(1L); var yb = sin(theta).RSub(0.5);
+        var x = where(which, xa, xb).Sub(0.5);
+        var y = where(which, ya, yb).Sub(0.25);
+        var pts = stack([x, y], 1).Add(randn([n, 2], dtype: ScalarType.Float64, generator: gen).Mul(noise));
         return pts.to_type(ScalarType.Float32).MoveToOuterDisposeScope();
     }
 
@@ -95,8 +96,8 @@ public static class Toy2D
     public static Tensor SwissRoll(int n, double noise, Generator gen)
     {
         using var scope = NewDisposeScope();
-        var theta = (rand(n, dtype: ScalarType.Float64, generator: gen) * 2 + 1) * (1.5 * Math.PI);
-        var pts = stack([theta * cos(theta), theta * sin(theta)], 1) / 5.0 + noise * randn([n, 2], dtype: ScalarType.Float64, generator: gen);
+        var theta = rand(n, dtype: ScalarType.Float64, generator: gen).Mul(2L).Add(1L).Mul(1.5 * Math.PI);
+        var pts = stack([theta * cos(theta), theta * sin(theta)], 1).Div(5.0).Add(randn([n, 2], dtype: ScalarType.Float64, generator: gen).Mul(noise));
         return pts.to_type(ScalarType.Float32).MoveToOuterDisposeScope();
     }
 
@@ -105,9 +106,9 @@ public static class Toy2D
     {
         using var scope = NewDisposeScope();
         var ring = randint(0, 3, [n], dtype: ScalarType.Int64, generator: gen).to_type(ScalarType.Float64);
-        var radius = (ring + 1) * 0.5;
-        var theta = rand(n, dtype: ScalarType.Float64, generator: gen) * (2 * Math.PI);
-        var pts = stack([radius * cos(theta), radius * sin(theta)], 1) + noise * randn([n, 2], dtype: ScalarType.Float64, generator: gen);
+        var radius = ring.Add(1L).Mul(0.5);
+        var theta = rand(n, dtype: ScalarType.Float64, generator: gen).Mul(2 * Math.PI);
+        var pts = stack([radius * cos(theta), radius * sin(theta)], 1).Add(randn([n, 2], dtype: ScalarType.Float64, generator: gen).Mul(noise));
         return pts.to_type(ScalarType.Float32).MoveToOuterDisposeScope();
     }
 }

@@ -1,6 +1,7 @@
 using Diffusion.Models;
 using Diffusion.Schedules;
 using static TorchSharp.torch;
+using Diffusion.Util;
 
 namespace Diffusion.Diagnostics;
 
@@ -30,7 +31,7 @@ public sealed class ChainRecorder(IDenoiser inner, ISet<int>? keepStatesAt = nul
         int step = (int)t;
         var (eps, _) = Parameterization.EpsAndX0(inner.Prediction, output, x, timeStep.Alpha, timeStep.Sigma);
         long d = x.numel() / x.shape[0];
-        var norms = eps.reshape(x.shape[0], -1).to_type(ScalarType.Float64).pow(2).sum(1) / d;
+        var norms = eps.reshape(x.shape[0], -1).to_type(ScalarType.Float64).Pow(2L).sum(1).Div(d);
         var values = norms.data<double>().ToArray();
         EpsNorms[step] = EpsNorms.TryGetValue(step, out var before) ? before.Concat(values).ToArray() : values;
         if (keepStatesAt?.Contains(step) == true)

@@ -2,6 +2,7 @@ using System.Text.Json.Nodes;
 using Diffusion.IO;
 using Diffusion.Sampling;
 using static TorchSharp.torch;
+using Diffusion.Util;
 
 namespace Diffusion.Diagnostics;
 
@@ -48,7 +49,7 @@ public static class ExposureBias
         {
             using var scope = NewDisposeScope();
             var (_, _, epsHat, _) = DiagnosticReport.Forward(m, x0, t, gen, s.BatchSize);
-            var fwd = DiagnosticReport.PerExample(epsHat.pow(2));
+            var fwd = DiagnosticReport.PerExample(epsHat.Pow(2L));
             gap.Add(new GapRow(t, Estimate.Of(chainNorms), Estimate.Of(fwd)));
         }
 

@@ -1,6 +1,7 @@
 using System.Text.Json.Nodes;
 using Diffusion.IO;
 using static TorchSharp.torch;
+using Diffusion.Util;
 
 namespace Diffusion.Diagnostics;
 
@@ -29,7 +30,7 @@ public static class LipschitzProbe
             using var scope = NewDisposeScope();
             var (xt, _, epsT, _) = DiagnosticReport.Forward(m, x0, t, gen, s.BatchSize);
             var (epsPrev, _) = DiagnosticReport.Predict(m.Denoiser, xt, xb => vp.StepAtModelTime(t - delta, xb), s.BatchSize);
-            var k = (epsT - epsPrev).reshape(xt.shape[0], -1).to_type(ScalarType.Float64).norm(1) / delta;
+            var k = (epsT - epsPrev).reshape(xt.shape[0], -1).to_type(ScalarType.Float64).norm(1).Div(delta);
             rows.Add(new Row(t, Estimate.Of(k.data<double>().ToArray())));
         }
         return new Result(m.Label, m.HeldOutSource, delta, rows);

@@ -1,6 +1,7 @@
 using System.Text.Json.Nodes;
 using Diffusion.IO;
 using static TorchSharp.torch;
+using Diffusion.Util;
 
 namespace Diffusion.Diagnostics;
 
@@ -32,8 +33,8 @@ public static class X0Bias
             var (_, _, _, x0Hat) = DiagnosticReport.Forward(m, x0, t, gen, s.BatchSize);
             var e = (x0Hat - x0).to_type(ScalarType.Float64).reshape(x0.shape[0], -1);
             var meanErr = Estimate.Of(e.mean([1]).data<double>().ToArray());
-            var mse = Estimate.Of(e.pow(2).mean([1]).data<double>().ToArray());
-            double biasRms = e.mean([0]).pow(2).mean().sqrt().item<double>();
+            var mse = Estimate.Of(e.Pow(2L).mean([1]).data<double>().ToArray());
+            double biasRms = e.mean([0]).Pow(2L).mean().sqrt().item<double>();
             rows.Add(new Row(t, meanErr, biasRms, Math.Sqrt(mse.Mean / x0.shape[0]), mse));
         }
         return new Result(m.Label, m.HeldOutSource, rows);

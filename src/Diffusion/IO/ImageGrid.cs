@@ -1,5 +1,6 @@
 using StbImageWriteSharp;
 using static TorchSharp.torch;
+using Diffusion.Util;
 
 namespace Diffusion.IO;
 
@@ -18,7 +19,7 @@ public static class ImageGrid
         long n = images.shape[0], c = images.shape[1], h = images.shape[2], w = images.shape[3];
         int cols = columns > 0 ? columns : (int)Math.Ceiling(Math.Sqrt(n));
         int rows = (int)((n + cols - 1) / cols);
-        var x = ((images.detach().cpu().to_type(ScalarType.Float32).clamp(-1, 1) + 1) * 127.5).round().to_type(ScalarType.Byte);
+        var x = images.detach().cpu().to_type(ScalarType.Float32).Clamp(-1, 1).Add(1L).Mul(127.5).round().to_type(ScalarType.Byte);
         if (scale > 1) x = x.repeat_interleave(scale, 2).repeat_interleave(scale, 3);
         h *= scale; w *= scale;
         int gh = (int)(rows * (h + pad) + pad), gw = (int)(cols * (w + pad) + pad);

@@ -3,6 +3,7 @@ using System.Security.Cryptography;
 using System.Text.Json;
 using Diffusion.Data;
 using static TorchSharp.torch;
+using Diffusion.Util;
 
 namespace Diffusion.Metrics;
 
@@ -139,10 +140,10 @@ public static class EvalPartials
             using var scope = NewDisposeScope();
             var features = cat(ordered.Select(p => p.A["features"]).ToList(), 0);
             Tensor? raw = ordered.All(p => p.A.ContainsKey("raw")) ? cat(ordered.Select(p => p.A["raw"]).ToList(), 0) : null;
-            var sum = ordered.Select(p => p.A["sum"]).Aggregate((a, b) => a + b);
-            var outer = ordered.Select(p => p.A["outer"]).Aggregate((a, b) => a + b);
-            var mu = sum / n;
-            var cov = (outer - mu.outer(mu) * n) / (n - 1);
+            var sum = ordered.Select(p => p.A["sum"]).Aggregate((a, b) => a.Add(b));
+            var outer = ordered.Select(p => p.A["outer"]).Aggregate((a, b) => a.Add(b));
+            var mu = sum.Div(n);
+            var cov = (outer - mu.outer(mu).Mul(n)).Div(n - 1);
             var stats = new FeatureStatistics(mu, cov, n);
             return (features.MoveToOuterDisposeScope(), raw?.MoveToOuterDisposeScope(), stats, parts[0].M);
         }

@@ -1,4 +1,5 @@
 using static TorchSharp.torch;
+using Diffusion.Util;
 
 namespace Diffusion.Metrics;
 
@@ -32,7 +33,7 @@ public sealed class FeatureStatistics : IDisposable
         var x = features.detach().cpu().to_type(ScalarType.Float64);
         var mu = x.mean([0]);
         var c = x - mu;
-        var cov = c.t().matmul(c) / (n - 1);
+        var cov = c.t().matmul(c).Div(n - 1);
         return new FeatureStatistics(mu, cov, n);
     }
 
@@ -79,7 +80,7 @@ public static class FrechetDistance
         var m2 = mu2.to_type(ScalarType.Float64).cpu();
         var s1 = sigma1.to_type(ScalarType.Float64).cpu();
         var s2 = sigma2.to_type(ScalarType.Float64).cpu();
-        double meanTerm = (m1 - m2).pow(2).sum().item<double>();
+        double meanTerm = (m1 - m2).Pow(2L).sum().item<double>();
         double trace = s1.trace().item<double>() + s2.trace().item<double>();
         double d2 = meanTerm + trace - 2 * TraceSqrtProduct(s1, s2);
         return Math.Max(0.0, d2);
@@ -93,7 +94,7 @@ public static class FrechetDistance
         var s2 = Symmetrise(sigma2.to_type(ScalarType.Float64));
         var root1 = SymmetricSqrt(s1);
         var m = Symmetrise(root1.matmul(s2).matmul(root1));
-        var ev = linalg.eigvalsh(m).clamp_min(0);
+        var ev = linalg.eigvalsh(m).ClampMin(0);
         return ev.sqrt().sum().item<double>();
     }
 
@@ -102,9 +103,9 @@ public static class FrechetDistance
     {
         using var scope = NewDisposeScope();
         var (l, v) = linalg.eigh(Symmetrise(a.to_type(ScalarType.Float64)));
-        var r = (v * l.clamp_min(0).sqrt().unsqueeze(0)).matmul(v.t());
+        var r = (v * l.ClampMin(0).sqrt().unsqueeze(0)).matmul(v.t());
         return r.MoveToOuterDisposeScope();
     }
 
-    private static Tensor Symmetrise(Tensor a) => (a + a.t()) * 0.5;
+    private static Tensor Symmetrise(Tensor a) => a.Add(a.t()).Mul(0.5);
 }

@@ -1,4 +1,5 @@
 using static TorchSharp.torch;
+using Diffusion.Util;
 
 namespace Diffusion.Metrics;
 
@@ -50,7 +51,7 @@ public static class Kid
     public static Tensor Kernel(Tensor x, Tensor y)
     {
         var k = x.matmul(y.t());
-        return k.div_(x.shape[1]).add_(1.0).pow_(3);   // in place: one allocation per kernel matrix
+        return k.DivInPlace(x.shape[1]).AddInPlace(1.0).PowInPlace(3);   // in place: one allocation per kernel matrix
     }
 
     /// <summary>The unbiased MMD² estimate with the cubic kernel for one pair of samples (diagonals of K_xx, K_yy left out).</summary>

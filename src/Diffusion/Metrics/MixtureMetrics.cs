@@ -1,5 +1,6 @@
 using Diffusion.Models;
 using static TorchSharp.torch;
+using Diffusion.Util;
 
 namespace Diffusion.Metrics;
 
@@ -22,10 +23,10 @@ public static class MixtureMetrics
         var d = cdist(x, mu);                            // [N, K]
         var (dmin, k) = d.min(1);
         var s = tensor(gmm.Stds, dtype: ScalarType.Float64).index_select(0, k);
-        var within = dmin <= 3 * s;
+        var within = dmin <= s.Mul(3L);
         double frac = within.to_type(ScalarType.Float64).mean().item<double>();
         var counts = bincount(k.masked_select(within), minlength: gmm.Components);
-        int covered = (int)(counts >= minPerMode).sum().item<long>();
+        int covered = (int)counts.Ge(minPerMode).sum().item<long>();
         var one = tensor(1.0, dtype: ScalarType.Float64);
         var zero = tensor(0.0, dtype: ScalarType.Float64);
         double ll = gmm.LogDensity(x, one, zero).mean().item<double>();

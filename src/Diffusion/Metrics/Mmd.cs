@@ -1,4 +1,5 @@
 using static TorchSharp.torch;
+using Diffusion.Util;
 
 namespace Diffusion.Metrics;
 
@@ -47,21 +48,21 @@ public static class Mmd
         using (no_grad())
         {
             long p = n + m;
-            bw = (d2.sum() / (p * (p - 1))).detach().clamp_min(1e-12);
+            bw = d2.sum().Div(p * (p - 1)).detach().ClampMin(1e-12);
         }
         var k = zeros_like(d2);
-        foreach (var c in multipliers) k = k + exp(-d2 / (bw * c));
+        foreach (var c in multipliers) k = k.Add(exp(-d2 / bw.Mul(c)));
         var kxx = k.narrow(0, 0, n).narrow(1, 0, n);
         var kyy = k.narrow(0, n, m).narrow(1, n, m);
         var kxy = k.narrow(0, 0, n).narrow(1, n, m);
         Tensor result;
         if (unbiased)
         {
-            var sxx = (kxx.sum() - kxx.diagonal().sum()) / (n * (n - 1));
-            var syy = (kyy.sum() - kyy.diagonal().sum()) / (m * (m - 1));
-            result = sxx + syy - 2 * kxy.mean();
+            var sxx = (kxx.sum() - kxx.diagonal().sum()).Div(n * (n - 1));
+            var syy = (kyy.sum() - kyy.diagonal().sum()).Div(m * (m - 1));
+            result = sxx.Add(syy) - kxy.mean().Mul(2L);
         }
-        else result = kxx.mean() + kyy.mean() - 2 * kxy.mean();
+        else result = kxx.mean().Add(kyy.mean()) - kxy.mean().Mul(2L);
         return result.MoveToOuterDisposeScope();
     }
 
@@ -69,9 +70,9 @@ public static class Mmd
     public static Tensor SquaredDistances(Tensor a, Tensor b)
     {
         using var scope = NewDisposeScope();
-        var aa = a.pow(2).sum(1, keepdim: true);
-        var bb = b.pow(2).sum(1, keepdim: true).t();
-        var d = (aa + bb - 2 * a.matmul(b.t())).clamp_min(0);
+        var aa = a.Pow(2L).sum(1, keepdim: true);
+        var bb = b.Pow(2L).sum(1, keepdim: true).t();
+        var d = (aa.Add(bb) - a.matmul(b.t()).Mul(2L)).ClampMin(0);
         return d.MoveToOuterDisposeScope();
     }
 
@@ -118,9 +119,9 @@ public static class Mmd
         var d2 = SquaredDistances(pooled, pooled);
         double bw = bandwidth.Resolve(d2, n, m);
         var k = zeros_like(d2);
-        foreach (var c in multipliers) k.add_(d2.div(-bw * c).exp_());
-        k.diagonal().fill_(0.0);   // the unbiased estimator leaves the diagonals out (diagonal() is a view)
-        var all = arange(p);
+        foreach (var c in multipliers) k.AddInPlace(d2.Div(-bw * c).exp_());
+        k.diagonal().Fill(0.0);   // the unbiased estimator leaves the diagonals out (diagonal() is a view)
+        var all = ScalarOps.Arange(p);
         double observed = UnbiasedFromKernel(k, all.narrow(0, 0, n), all.narrow(0, n, m));
         var values = new double[permutations];
         int atLeast = 0;
@@ -205,7 +206,7 @@ public sealed record MmdBandwidth(string Rule, double Value)
     private static double NearestNeighbourMedian(Tensor dyy)
     {
         var d = dyy.clone();
-        d.diagonal().fill_(double.PositiveInfinity);
+        d.diagonal().Fill(double.PositiveInfinity);
         int k = NearestK(d.shape[0]);
         var nn = d.sort(1).Values.select(1, k - 1).data<double>().ToArray();
         Array.Sort(nn);

@@ -1,4 +1,5 @@
 using static TorchSharp.torch;
+using Diffusion.Util;
 
 namespace Diffusion.Metrics;
 
@@ -55,7 +56,7 @@ public static class PrecisionRecall
             long b = Math.Min(block, n - i);
             var d = Distances(x.narrow(0, i, b), x);
             // The point itself is at distance 0 (up to rounding): take the (k+1)-th smallest, after forcing the self-distance to 0.
-            d.narrow(1, i, b).diagonal().fill_(0.0);
+            d.narrow(1, i, b).diagonal().Fill(0.0);
             var (vals, _) = d.topk(k + 1, dim: 1, largest: false, sorted: true);
             parts.Add(vals.select(1, k));
         }

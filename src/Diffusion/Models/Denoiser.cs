@@ -1,5 +1,7 @@
+using TorchSharp;
 using Diffusion.Schedules;
 using static TorchSharp.torch;
+using Diffusion.Util;
 
 namespace Diffusion.Models;
 
@@ -60,7 +62,7 @@ public static class Parameterization
     public static string Name(Prediction p) => p switch { Prediction.Epsilon => "eps", Prediction.X0 => "x0", _ => "v" };
 
     /// <summary>x_t = α·x0 + σ·ε.</summary>
-    public static Tensor QSample(Tensor x0, Tensor eps, Tensor alpha, Tensor sigma) => alpha * x0 + sigma * eps;
+    public static Tensor QSample(Tensor x0, Tensor eps, Tensor alpha, Tensor sigma) => (alpha * x0).Add(sigma * eps);
 
     public static Tensor X0FromEps(Tensor xt, Tensor eps, Tensor alpha, Tensor sigma) => (xt - sigma * eps) / alpha;
     public static Tensor EpsFromX0(Tensor xt, Tensor x0, Tensor alpha, Tensor sigma) => (xt - alpha * x0) / sigma;
@@ -68,7 +70,7 @@ public static class Parameterization
     /// <summary>x0 = α·x_t − σ·v (uses α² + σ² = 1).</summary>
     public static Tensor X0FromV(Tensor xt, Tensor v, Tensor alpha, Tensor sigma) => alpha * xt - sigma * v;
     /// <summary>ε = σ·x_t + α·v (uses α² + σ² = 1).</summary>
-    public static Tensor EpsFromV(Tensor xt, Tensor v, Tensor alpha, Tensor sigma) => sigma * xt + alpha * v;
+    public static Tensor EpsFromV(Tensor xt, Tensor v, Tensor alpha, Tensor sigma) => (sigma * xt).Add(alpha * v);
 
     /// <summary>(ε̂, x̂0) from a raw prediction of kind <paramref name="kind"/>.</summary>
     public static (Tensor Eps, Tensor X0) EpsAndX0(Prediction kind, Tensor output, Tensor xt, Tensor alpha, Tensor sigma) => kind switch
@@ -153,9 +155,11 @@ public abstract class DenoiserNetwork(string name) : nn.Module<Tensor, Tensor, T
             if (labels is not null) throw new InvalidOperationException("this network is not class-conditional; it takes no labels");
             return emb;
         }
-        using var nulls = labels is null ? full(emb.shape[0], numClasses, dtype: ScalarType.Int64, device: emb.device) : null;
+        using var nullClass = numClasses.ToScalar();
+        using var nulls = labels is null ? full(emb.shape[0], nullClass, dtype: ScalarType.Int64, device: emb.device) : null;
         using var c = table.call(labels ?? nulls!);
-        return emb + c.to_type(emb.dtype);
+        using var cast = c.to_type(emb.dtype);
+        return emb.Add(cast);
     }
 }
 

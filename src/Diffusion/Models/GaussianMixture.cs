@@ -1,8 +1,10 @@
+using TorchSharp;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using Diffusion.Config;
 using Diffusion.Schedules;
 using static TorchSharp.torch;
+using Diffusion.Util;
 
 namespace Diffusion.Models;
 
@@ -52,7 +54,7 @@ public sealed class GaussianMixture
         var k = multinomial(w, n, replacement: true, generator: gen);
         var mu = tensor(Means.SelectMany(m => m).ToArray(), dtype: ScalarType.Float64).reshape(Components, Dim).index_select(0, k);
         var s = tensor(Stds, dtype: ScalarType.Float64).index_select(0, k).unsqueeze(1);
-        var x = mu + s * randn([n, Dim], dtype: ScalarType.Float64, generator: gen);
+        var x = mu.Add(s * randn([n, Dim], dtype: ScalarType.Float64, generator: gen));
         return (x.MoveToOuterDisposeScope(), k.MoveToOuterDisposeScope());
     }
 
@@ -81,7 +83,7 @@ public sealed class GaussianMixture
         var s2 = tensor(Stds.Select(s => s * s).ToArray(), dtype: dt).index_select(0, components).reshape(-1, 1);
         var a = alpha.to_type(dt).reshape(-1, 1);
         var sg = sigma.to_type(dt).reshape(-1, 1);
-        return (-(x - a * mu) / (a * a * s2 + sg * sg)).MoveToOuterDisposeScope();
+        return (-(x - a * mu) / (a * a * s2).Add(sg * sg)).MoveToOuterDisposeScope();
     }
 
     /// <summary>log p_t(x) of each row under the noised mixture (α = 1, σ = 0 gives the data density).</summary>
@@ -106,11 +108,11 @@ public sealed class GaussianMixture
         var s2 = tensor(Stds.Select(s => s * s).ToArray(), dtype: dt).reshape(1, Components);
         var a = alpha.to_type(dt).reshape(-1, 1);
         var sg = sigma.to_type(dt).reshape(-1, 1);
-        var var_ = a * a * s2 + sg * sg;                                   // [N or 1, K]
+        var var_ = (a * a * s2).Add(sg * sg);                                  // [N or 1, K]
         var diff = x.unsqueeze(1) - a.unsqueeze(-1) * mu;                   // [N, K, D]
-        var sq = diff.pow(2).sum(-1);                                       // [N, K]
+        var sq = diff.Pow(2L).sum(-1);                                      // [N, K]
         var logw = tensor(Weights.Select(w => Math.Log(w)).ToArray(), dtype: dt).reshape(1, Components);
-        var logits = logw - 0.5 * Dim * (var_ * (2 * Math.PI)).log() - sq / (2 * var_);
+        var logits = logw - var_.Mul(2 * Math.PI).log().Mul(0.5 * Dim) - sq / var_.Mul(2L);
         return (logits, diff, var_.expand(x.shape[0], Components));
     }
 
@@ -206,8 +208,10 @@ public sealed class GaussianMixtureDenoiser(GaussianMixture mixture, NoiseSchedu
         var score = Mixture.Score(x, alpha, sigma);
         if (labels is not null)
         {
-            var isNull = (labels == Classes).reshape(-1, 1);
-            var component = Mixture.ComponentScore(x, alpha, sigma, labels.clamp_max(Classes - 1));
+            using var nullClass = Classes.ToScalar();
+            using var lastClass = (Classes - 1).ToScalar();
+            var isNull = labels.eq(nullClass).reshape(-1, 1);
+            var component = Mixture.ComponentScore(x, alpha, sigma, labels.clamp_max(lastClass));
             score = where(isNull, score, component);
         }
         return (-sigma * score).MoveToOuterDisposeScope();

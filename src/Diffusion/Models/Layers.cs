@@ -1,6 +1,7 @@
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 using static TorchSharp.torch.nn;
+using Diffusion.Util;
 
 namespace Diffusion.Models;
 
@@ -117,7 +118,7 @@ public sealed class SafeConv2d : Module<Tensor, Tensor>
             w = cat([w, zeros(outP - outCh, inP, w.shape[2], w.shape[3], dtype: w.dtype, device: w.device)], 0);
         var y = functional.conv2d(input, w, null, [stride, stride], [padding, padding]);
         if (outP != outCh) y = y.narrow(1, 0, outCh);
-        return (y + bias.reshape(1, -1, 1, 1)).MoveToOuterDisposeScope();
+        return y.Add(bias.reshape(1, -1, 1, 1)).MoveToOuterDisposeScope();
     }
 
     private static long RoundUp(long c, long block) => (c + block - 1) / block * block;

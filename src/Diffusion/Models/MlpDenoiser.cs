@@ -1,6 +1,7 @@
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 using static TorchSharp.torch.nn;
+using Diffusion.Util;
 
 namespace Diffusion.Models;
 
@@ -25,9 +26,9 @@ public sealed class MlpBlock : Module<Tensor, Tensor, Tensor>
     public override Tensor forward(Tensor h, Tensor emb)
     {
         using var scope = NewDisposeScope();
-        var r = Autocast.Linear(fc1, norm.call(h)) + Autocast.Linear(embProj, functional.silu(emb));
+        var r = Autocast.Linear(fc1, norm.call(h)).Add(Autocast.Linear(embProj, functional.silu(emb)));
         r = Autocast.Linear(fc2, dropout.call(functional.silu(r)));
-        return (h + r).MoveToOuterDisposeScope();
+        return h.Add(r).MoveToOuterDisposeScope();
     }
 }
 

@@ -2,6 +2,7 @@ using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 using static TorchSharp.torch.nn;
+using Diffusion.Util;
 
 namespace Diffusion.Models;
 
@@ -41,12 +42,12 @@ public sealed class HyperLayer : Module<Tensor, Tensor, Tensor>
         var zl = map ? z.permute(0, 2, 3, 1) : z;
         var v = wIn.call(hl);
         var a = u1.call(zl);
-        v = a * (a * v).sum(-1, keepdim: true) + functional.softplus(s1) * v;
+        v = (a * (a * v).sum(-1, keepdim: true)).Add(functional.softplus(s1) * v);
         var b = u2.call(zl);
-        v = b * (b * v).sum(-1, keepdim: true) + functional.softplus(s2) * v;
+        v = (b * (b * v).sum(-1, keepdim: true)).Add(functional.softplus(s2) * v);
         var o = wOut.call(v);
         if (map) o = o.permute(0, 3, 1, 2);
-        return (hf + o).to_type(h.dtype).MoveToOuterDisposeScope();
+        return hf.Add(o).to_type(h.dtype).MoveToOuterDisposeScope();
     }
 }
 

@@ -1,4 +1,6 @@
+using TorchSharp;
 using static TorchSharp.torch;
+using Diffusion.Util;
 
 namespace Diffusion.Models;
 
@@ -13,7 +15,7 @@ public static class TimeEmbedding
     {
         using var scope = NewDisposeScope();
         int half = dim / 2;
-        var freqs = exp(arange(half, dtype: ScalarType.Float32, device: t.device) * (-Math.Log(maxPeriod) / half));
+        var freqs = exp(ScalarOps.Arange(half, ScalarType.Float32, t.device).Mul(-Math.Log(maxPeriod) / half));
         var args = t.to_type(ScalarType.Float32).reshape(-1, 1) * freqs.reshape(1, -1);
         var emb = cat([cos(args), sin(args)], dim: 1);
         if (dim % 2 == 1) emb = nn.functional.pad(emb, [0, 1]);

@@ -2,6 +2,7 @@ using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 using static TorchSharp.torch.nn;
+using Diffusion.Util;
 
 namespace Diffusion.Models;
 
@@ -40,10 +41,10 @@ public sealed class ResBlock : EmbBlock
         var h = conv1.call(functional.silu(norm1.call(x)));
         var e = Autocast.Linear(embProj, functional.silu(emb));
         var ss = e.unsqueeze(-1).unsqueeze(-1).chunk(2, dim: 1);
-        h = norm2.call(h) * (ss[0] + 1) + ss[1];
+        h = (norm2.call(h) * ss[0].Add(1L)).Add(ss[1]);
         h = conv2.call(dropout.call(functional.silu(h)));
         var s = skip is null ? x : skip.call(x);
-        return (s + h).MoveToOuterDisposeScope();
+        return s.Add(h).MoveToOuterDisposeScope();
     }
 }
 
@@ -76,7 +77,7 @@ public sealed class AttentionBlock : EmbBlock
         var q3 = qkv.call(norm.call(x)).reshape(b, 3, heads, c / heads, l).permute(1, 0, 2, 4, 3); // 3, B, heads, L, d
         var a = Autocast.Attention(q3[0], q3[1], q3[2]);                                          // B, heads, L, d
         var h = a.permute(0, 1, 3, 2).reshape(b, c, hgt, wid);
-        return (x + proj.call(h)).MoveToOuterDisposeScope();
+        return x.Add(proj.call(h)).MoveToOuterDisposeScope();
     }
 }
 

@@ -1,6 +1,8 @@
+using TorchSharp;
 using Diffusion.Models;
 using Diffusion.Schedules;
 using static TorchSharp.torch;
+using Diffusion.Util;
 
 namespace Diffusion.Sampling;
 
@@ -57,10 +59,11 @@ public sealed class GuidedDenoiser : IDenoiser
         if (labels.shape[0] != n) throw new InvalidOperationException($"GuidedDenoiser: {labels.shape[0]} labels for a batch of {n} rows");
         if (Guidance == 0) return inner.Predict(x, step, labels);
         using var scope = NewDisposeScope();
-        var both = inner.Predict(cat([x, x], 0), Twice(step, n), cat([labels, full_like(labels, Classes)], 0));
+        using var nullClass = Classes.ToScalar();
+        var both = inner.Predict(cat([x, x], 0), Twice(step, n), cat([labels, full_like(labels, nullClass)], 0));
         var cond = both.narrow(0, 0, n);
         var uncond = both.narrow(0, n, n);
-        return (cond * (1 + Guidance) - uncond * Guidance).MoveToOuterDisposeScope();
+        return (cond.Mul(1 + Guidance) - uncond.Mul(Guidance)).MoveToOuterDisposeScope();
     }
 
     // The step for the doubled batch: per-row tensors (first dimension N) repeated, shared ones (scalars) kept.

@@ -1,6 +1,7 @@
 using Diffusion.Models;
 using Diffusion.Schedules;
 using static TorchSharp.torch;
+using Diffusion.Util;
 
 namespace Diffusion.Sampling;
 
@@ -47,12 +48,12 @@ public sealed class DdimSampler : ISampler
             var (eps, x0) = model.EpsAndX0(x, step);
             if (clip)
             {
-                x0 = x0.clamp(-1.0, 1.0);
+                x0 = x0.Clamp(-1.0, 1.0);
                 eps = Parameterization.EpsFromX0(x, x0, step.Alpha, step.Sigma);
             }
             double sigma = eta * Math.Sqrt((1 - abPrev) / (1 - ab)) * Math.Sqrt(1 - ab / abPrev);
-            var next = x0 * Math.Sqrt(abPrev) + eps * Math.Sqrt(Math.Max(0.0, 1 - abPrev - sigma * sigma));
-            if (sigma > 0) next = next + NoiseSource.RandnLike(gen, x) * sigma;
+            var next = x0.Mul(Math.Sqrt(abPrev)).Add(eps.Mul(Math.Sqrt(Math.Max(0.0, 1 - abPrev - sigma * sigma))));
+            if (sigma > 0) next = next.Add(NoiseSource.RandnLike(gen, x).Mul(sigma));
             x.Dispose();
             x = next.MoveToOuterDisposeScope();
             progress?.Invoke(s.T - i, s.T);

@@ -1,6 +1,7 @@
 using Diffusion.Models;
 using Diffusion.Schedules;
 using static TorchSharp.torch;
+using Diffusion.Util;
 
 namespace Diffusion.Sampling;
 
@@ -40,7 +41,7 @@ public sealed class DdpmSampler : ISampler
         {
             using var scope = NewDisposeScope();
             var (_, x0) = model.EpsAndX0(x, s.Step(i, x));
-            if (clip) x0 = x0.clamp(-1.0, 1.0);
+            if (clip) x0 = x0.Clamp(-1.0, 1.0);
             var next = s.AncestralStep(i, x, x0, gen, fixedLarge);
             x.Dispose();
             x = next.MoveToOuterDisposeScope();

@@ -1,6 +1,7 @@
 using Diffusion.Models;
 using Diffusion.Schedules;
 using static TorchSharp.torch;
+using Diffusion.Util;
 
 namespace Diffusion.Sampling;
 
@@ -272,7 +273,7 @@ public sealed class DpmSolver : ISampler
         using var scope = NewDisposeScope();
         var (eps, x0) = model.EpsAndX0(x, Vp.Step(t, x));
         if (!data) return eps.MoveToOuterDisposeScope();
-        return (clip ? x0.clamp(-1.0, 1.0) : x0).MoveToOuterDisposeScope();
+        return (clip ? x0.Clamp(-1.0, 1.0) : x0).MoveToOuterDisposeScope();
     }
 
     /// <summary>L, C and ĥ of the update from s to t (see the class summary).</summary>
@@ -290,19 +291,19 @@ public sealed class DpmSolver : ISampler
         var (L, C, hh) = Coefficients(s, t);
         double h = Vp.Lambda(t) - Vp.Lambda(s);
         var m0 = eval(x, s);
-        if (step.Order == 1) return x * L - m0 * (C * Phi(1, hh));
+        if (step.Order == 1) return x.Mul(L) - m0.Mul(C * Phi(1, hh));
 
         double s1 = step.Inner[0], r1 = (Vp.Lambda(s1) - Vp.Lambda(s)) / h;
         var (L1, C1, hh1) = Coefficients(s, s1);
-        var u1 = x * L1 - m0 * (C1 * Phi(1, hh1));
+        var u1 = x.Mul(L1) - m0.Mul(C1 * Phi(1, hh1));
         var d1 = eval(u1, s1) - m0;
-        if (step.Order == 2) return x * L - (m0 * Phi(1, hh) + d1 * (Phi(1, hh) / (2 * r1))) * C;
+        if (step.Order == 2) return x.Mul(L) - m0.Mul(Phi(1, hh)).Add(d1.Mul(Phi(1, hh) / (2 * r1))).Mul(C);
 
         double s2 = step.Inner[1], r2 = (Vp.Lambda(s2) - Vp.Lambda(s)) / h;
         var (L2, C2, hh2) = Coefficients(s, s2);
-        var u2 = x * L2 - (m0 * Phi(1, hh2) + d1 * (r2 / r1 * Phi(2, hh2))) * C2;
+        var u2 = x.Mul(L2) - m0.Mul(Phi(1, hh2)).Add(d1.Mul(r2 / r1 * Phi(2, hh2))).Mul(C2);
         var d2 = eval(u2, s2) - m0;
-        return x * L - (m0 * Phi(1, hh) + d2 * (Phi(2, hh) / r2)) * C;
+        return x.Mul(L) - m0.Mul(Phi(1, hh)).Add(d2.Mul(Phi(2, hh) / r2)).Mul(C);
     }
 
     private Tensor MultistepUpdate(Tensor x, List<(double T, Tensor M)> history, Step step)
@@ -311,20 +312,20 @@ public sealed class DpmSolver : ISampler
         double t = step.To;
         var (L, C, hh) = Coefficients(t0, t);
         double h = Vp.Lambda(t) - Vp.Lambda(t0);
-        if (step.Order == 1) return x * L - m0 * (C * Phi(1, hh));
+        if (step.Order == 1) return x.Mul(L) - m0.Mul(C * Phi(1, hh));
 
         var (t1, m1) = history[^2];
         double r0 = (Vp.Lambda(t0) - Vp.Lambda(t1)) / h;
-        var d10 = (m0 - m1) / r0;
-        if (step.Order == 2) return x * L - (m0 * Phi(1, hh) + d10 * (0.5 * Phi(1, hh))) * C;
+        var d10 = (m0 - m1).Div(r0);
+        if (step.Order == 2) return x.Mul(L) - m0.Mul(Phi(1, hh)).Add(d10.Mul(0.5 * Phi(1, hh))).Mul(C);
 
         var (t2, m2) = history[^3];
         double r1 = (Vp.Lambda(t1) - Vp.Lambda(t2)) / h;
-        var d11 = (m1 - m2) / r1;
+        var d11 = (m1 - m2).Div(r1);
         var dd = d10 - d11;
-        var D1 = d10 + dd * (r0 / (r0 + r1));
-        var D2 = dd * ((ReferenceThirdOrderMultistep ? 1.0 : 2.0) / (r0 + r1));
-        return x * L - (m0 * Phi(1, hh) + D1 * Phi(2, hh) + D2 * Phi(3, hh)) * C;
+        var D1 = d10.Add(dd.Mul(r0 / (r0 + r1)));
+        var D2 = dd.Mul((ReferenceThirdOrderMultistep ? 1.0 : 2.0) / (r0 + r1));
+        return x.Mul(L) - m0.Mul(Phi(1, hh)).Add(D1.Mul(Phi(2, hh))).Add(D2.Mul(Phi(3, hh))).Mul(C);
     }
 
     /// <summary>

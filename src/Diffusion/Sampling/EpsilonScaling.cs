@@ -2,6 +2,7 @@ using Diffusion.Config;
 using Diffusion.Models;
 using Diffusion.Schedules;
 using static TorchSharp.torch;
+using Diffusion.Util;
 
 namespace Diffusion.Sampling;
 
@@ -57,7 +58,7 @@ public sealed class EpsilonScaledDenoiser : IDenoiser
         var shape = new long[x.dim()];
         Array.Fill(shape, 1L);
         shape[0] = -1;
-        var lambda = (step.T.to_type(ScalarType.Float64) * K + B).to_type(x.dtype).to(x.device).reshape(shape);
+        var lambda = step.T.to_type(ScalarType.Float64).Mul(K).Add(B).to_type(x.dtype).to(x.device).reshape(shape);
         return (eps / lambda).MoveToOuterDisposeScope();
     }
 

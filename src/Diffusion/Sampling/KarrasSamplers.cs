@@ -2,6 +2,7 @@ using System.Globalization;
 using Diffusion.Models;
 using Diffusion.Schedules;
 using static TorchSharp.torch;
+using Diffusion.Util;
 
 namespace Diffusion.Sampling;
 
@@ -61,24 +62,24 @@ public sealed class KarrasSamplers : ISampler
         {
             using var scope = NewDisposeScope();
             var step = view.Step(sigma, x);
-            var denoised = x - model.Eps(x * step.Alpha, step) * sigma;
+            var denoised = x - model.Eps(x * step.Alpha, step).Mul(sigma);
             progress?.Invoke(++done, Evaluations);
-            return ((x - denoised) / sigma).MoveToOuterDisposeScope();
+            return (x - denoised).Div(sigma).MoveToOuterDisposeScope();
         }
 
-        var x = xT * Math.Sqrt(Sigmas[0] * Sigmas[0] + 1);
+        var x = xT.Mul(Math.Sqrt(Sigmas[0] * Sigmas[0] + 1));
         for (int i = 0; i < Sigmas.Length - 1; i++)
         {
             using var scope = NewDisposeScope();
             double sigma = Sigmas[i], next = Sigmas[i + 1], dt = next - sigma;
             var d = Slope(x, sigma);
             Tensor updated;
-            if (!heun || next == 0) updated = x + d * dt;
+            if (!heun || next == 0) updated = x.Add(d.Mul(dt));
             else
             {
-                var x2 = x + d * dt;
+                var x2 = x.Add(d.Mul(dt));
                 var d2 = Slope(x2, next);
-                updated = x + (d + d2) / 2 * dt;
+                updated = x.Add(d.Add(d2).Div(2L).Mul(dt));
             }
             x.Dispose();
             x = updated.MoveToOuterDisposeScope();

@@ -1,6 +1,7 @@
 using Diffusion.Models;
 using Diffusion.Schedules;
 using static TorchSharp.torch;
+using Diffusion.Util;
 
 namespace Diffusion.Sampling;
 
@@ -24,24 +25,24 @@ public sealed class ProbabilityFlowRk4(NoiseSchedule schedule, int steps) : ISam
         Tensor F(Tensor y, double lam)
         {
             using var scope = NewDisposeScope();
-            var x = y * Sigma(lam);
+            var x = y.Mul(Sigma(lam));
             return (y - model.Eps(x, Vp.StepAtLambda(lam, x))).MoveToOuterDisposeScope();
         }
-        var y = xT / Sigma(l0);
+        var y = xT.Div(Sigma(l0));
         for (int i = 0; i < steps; i++)
         {
             using var scope = NewDisposeScope();
             double l = l0 + i * h;
             var k1 = F(y, l);
-            var k2 = F(y + k1 * (h / 2), l + h / 2);
-            var k3 = F(y + k2 * (h / 2), l + h / 2);
-            var k4 = F(y + k3 * h, l + h);
-            var next = y + (k1 + k2 * 2 + k3 * 2 + k4) * (h / 6);
+            var k2 = F(y.Add(k1.Mul(h / 2)), l + h / 2);
+            var k3 = F(y.Add(k2.Mul(h / 2)), l + h / 2);
+            var k4 = F(y.Add(k3.Mul(h)), l + h);
+            var next = y.Add(k1.Add(k2.Mul(2L)).Add(k3.Mul(2L)).Add(k4).Mul(h / 6));
             y.Dispose();
             y = next.MoveToOuterDisposeScope();
             progress?.Invoke(i + 1, steps);
         }
-        var r = y * Sigma(l1);
+        var r = y.Mul(Sigma(l1));
         y.Dispose();
         return r;
     }

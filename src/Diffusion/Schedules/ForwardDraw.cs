@@ -1,3 +1,4 @@
+using TorchSharp;
 using Diffusion.Models;
 using static TorchSharp.torch;
 
@@ -43,9 +44,10 @@ public sealed class ForwardDraw
     {
         var eps = randn(x0.shape, dtype: x0.dtype, device: x0.device, generator: gen);
         var step = schedule.Step(t, x0);
+        using var tValue = ((long)t).ToScalar();
         return new ForwardDraw
         {
-            X0 = x0, T = full(x0.shape[0], (long)t, dtype: ScalarType.Int64), Eps = eps, Step = step,
+            X0 = x0, T = full(x0.shape[0], tValue, dtype: ScalarType.Int64), Eps = eps, Step = step,
             Xt = Parameterization.QSample(x0, eps, step.Alpha, step.Sigma),
         };
     }

@@ -1,4 +1,5 @@
 using static TorchSharp.torch;
+using Diffusion.Util;
 
 namespace Diffusion.Schedules;
 
@@ -164,11 +165,11 @@ public sealed class NoiseSchedule
     /// </summary>
     public Tensor AncestralStep(int i, Tensor x, Tensor x0, Sampling.NoiseSource? gen, bool fixedLarge = false)
     {
-        var mean = x0 * PosteriorMeanCoefX0[i] + x * PosteriorMeanCoefXt[i];
+        var mean = x0.Mul(PosteriorMeanCoefX0[i]).Add(x.Mul(PosteriorMeanCoefXt[i]));
         if (i == 0) return mean;
         double variance = fixedLarge ? Betas[i] : PosteriorVariance[i];
         var z = Sampling.NoiseSource.RandnLike(gen, x);
-        return mean + z * Math.Sqrt(variance);
+        return mean.Add(z.Mul(Math.Sqrt(variance)));
     }
 
     /// <summary>Gathers <paramref name="values"/> at integer times t (shape [N]) as a float64 tensor of shape [N, 1, …] for broadcasting against a tensor of rank <paramref name="rank"/>.</summary>

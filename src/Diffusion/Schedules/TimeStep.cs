@@ -1,4 +1,6 @@
+using TorchSharp;
 using static TorchSharp.torch;
+using Diffusion.Util;
 
 namespace Diffusion.Schedules;
 
@@ -18,9 +20,15 @@ public sealed record TimeStep(Tensor T, Tensor Alpha, Tensor Sigma)
 {
     /// <summary>One step for a whole batch like <paramref name="like"/> (its rows, dtype and device).</summary>
     public static TimeStep Uniform(double t, double alpha, double sigma, Tensor like) =>
-        new(full(like.shape[0], t, dtype: ScalarType.Float64, device: like.device),
+        new(Full(like.shape[0], t, like.device),
             tensor(alpha, dtype: like.dtype, device: like.device),
             tensor(sigma, dtype: like.dtype, device: like.device));
+
+    private static Tensor Full(long n, double t, Device device)
+    {
+        using var value = t.ToScalar();
+        return full(n, value, dtype: ScalarType.Float64, device: device);
+    }
 
     /// <summary>The same noise level with another time condition (E-TSDM's time sharing changes only what the network is told).</summary>
     public TimeStep WithTime(Tensor t) => this with { T = t };

@@ -1,6 +1,8 @@
+using TorchSharp;
 using Diffusion.Config;
 using Diffusion.Data;
 using static TorchSharp.torch;
+using Diffusion.Util;
 
 namespace Diffusion.Training;
 
@@ -43,8 +45,9 @@ public static class ClassConditioning
     {
         if (p == 0) return labels.alias();
         using var u = rand([labels.shape[0]], dtype: ScalarType.Float64, generator: gen);
-        using var drop = u < p;
-        using var nulls = full_like(labels, nullClass);
+        using var drop = u.Lt(p);
+        using var nullValue = nullClass.ToScalar();
+        using var nulls = full_like(labels, nullValue);
         return where(drop, nulls, labels);
     }
 }

@@ -2,6 +2,7 @@ using Diffusion.Metrics;
 using Diffusion.Models;
 using Diffusion.Schedules;
 using static TorchSharp.torch;
+using Diffusion.Util;
 
 namespace Diffusion.Training;
 
@@ -49,7 +50,7 @@ public sealed class ConsistencyRegularizer(NoiseSchedule schedule, int maxSteps,
     {
         var r = Compute(model, x0, gen, out _, labels);
         if (parts is not null) parts["consistency"] = r.item<float>();
-        return Weight * r;
+        return r.Mul(Weight);
     }
 
     /// <summary>

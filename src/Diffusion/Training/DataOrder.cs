@@ -1,5 +1,6 @@
 using Diffusion.Data;
 using static TorchSharp.torch;
+using Diffusion.Util;
 
 namespace Diffusion.Training;
 
@@ -51,7 +52,7 @@ public sealed class DataOrder(Dataset data, int batchSize, long seed, bool horiz
         var x0 = data.Data.index_select(0, idx);
         if (horizontalFlip && data.IsImage)
         {
-            var flip = (rand([x0.shape[0]], generator: gen) < 0.5).reshape(-1, 1, 1, 1);
+            var flip = rand([x0.shape[0]], generator: gen).Lt(0.5).reshape(-1, 1, 1, 1);
             x0 = where(flip, x0.flip(3), x0);
         }
         return x0;

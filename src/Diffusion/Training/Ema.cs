@@ -1,5 +1,6 @@
 using Diffusion.Models;
 using static TorchSharp.torch;
+using Diffusion.Util;
 
 namespace Diffusion.Training;
 
@@ -32,7 +33,7 @@ public sealed class Ema(DenoiserNetwork shadow, double decay, bool warmup) : IDi
         using var _ = no_grad();
         foreach (var (dst, src) in Pairs(model))
         {
-            if (dst.is_floating_point()) dst.mul_(d).add_(src, alpha: 1 - d);
+            if (dst.is_floating_point()) dst.MulInPlace(d).AddInPlace(src, 1 - d);
             else dst.copy_(src);
         }
     }

@@ -1,5 +1,6 @@
 using Diffusion.Schedules;
 using static TorchSharp.torch;
+using Diffusion.Util;
 
 namespace Diffusion.Training;
 
@@ -20,6 +21,6 @@ public static class InputPerturbation
     {
         if (gamma == 0) return draw.Xt.alias();
         var xi = randn(draw.Xt.shape, dtype: draw.Xt.dtype, generator: gen);
-        return draw.Xt + draw.Sigma * (gamma * xi);
+        return draw.Xt.Add(draw.Sigma * xi.Mul(gamma));
     }
 }

@@ -2,6 +2,7 @@ using Diffusion.Config;
 using Diffusion.Models;
 using Diffusion.Schedules;
 using static TorchSharp.torch;
+using Diffusion.Util;
 
 namespace Diffusion.Training;
 
@@ -74,7 +75,7 @@ public sealed class DiffusionObjective(IReadOnlyList<ILossTerm> terms, double la
         if (labels is not null && Classes == 0) throw new InvalidOperationException("labels given to the objective of an unconditional model");
         using var kept = labels is null ? null : ClassConditioning.DropLabels(labels, LabelDropout, Classes, gen);
         var loss = Terms[0].Loss(model, x0, gen, parts, kept);
-        for (int i = 1; i < Terms.Count; i++) loss = loss + Terms[i].Loss(model, x0, gen, parts, kept);
+        for (int i = 1; i < Terms.Count; i++) loss = loss.Add(Terms[i].Loss(model, x0, gen, parts, kept));
         return loss;
     }
 }
@@ -98,7 +99,7 @@ public sealed class DenoisingLoss(NoiseSchedule schedule, Prediction prediction,
         var input = InputPerturbation.Apply(draw, PerturbationGamma, gen);
         var output = labels is null ? model.Predict(input, draw.Step) : model.Predict(input, draw.Step, labels);
         var target = Parameterization.Target(Prediction, draw.X0, draw.Eps, draw.Alpha, draw.Sigma);
-        var perExample = (output - target).pow(2).flatten(1).mean([1]);
+        var perExample = (output - target).Pow(2L).flatten(1).mean([1]);
         Tensor loss = Weighting.Name == "constant" && Prediction == Prediction.Epsilon
             ? perExample.mean()
             : (perExample * Weighting.PerExample(Prediction, Schedule, draw.T).to_type(perExample.dtype)).mean();

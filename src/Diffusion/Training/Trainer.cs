@@ -8,6 +8,7 @@ using Diffusion.Schedules;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
+using Diffusion.Util;
 
 namespace Diffusion.Training;
 
@@ -102,7 +103,7 @@ public sealed class Trainer : IDisposable
         ema = new Ema(ModelFactory.Create(cfg, data.ExampleShape), cfg.Ema.Decay, cfg.Ema.Warmup);
         ema.CopyFrom(model);
         ema.Shadow.eval();
-        optimizer = optim.AdamW(model.parameters(), cfg.Train.Lr, cfg.Train.AdamBeta1, cfg.Train.AdamBeta2, 1e-8, cfg.Train.WeightDecay);
+        optimizer = new AdamW(model.parameters(), cfg.Train.Lr, cfg.Train.AdamBeta1, cfg.Train.AdamBeta2, 1e-8, cfg.Train.WeightDecay);
     }
 
     private RunFolder Fresh(string runDir)
@@ -253,7 +254,8 @@ public sealed class Trainer : IDisposable
             if (cfg.Model.Conditional)
             {
                 var guided = new GuidedDenoiser(denoiser, cfg.Sample.Guidance); // not disposed: it would dispose the stack, which `using` does
-                using var labels = arange(cfg.Sample.N, dtype: ScalarType.Int64) % cfg.Model.NumClasses;
+                using var all = ScalarOps.Arange(cfg.Sample.N, ScalarType.Int64);
+                using var labels = all.Remainder(cfg.Model.NumClasses);
                 guided.Labels = labels;
                 samples = sampler.Sample(guided, xT, g, progress);
             }

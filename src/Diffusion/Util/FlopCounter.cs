@@ -1,3 +1,4 @@
+using TorchSharp;
 using Diffusion.Models;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -61,7 +62,8 @@ public static class FlopCounter
             using var scope = NewDisposeScope();
             using var _ = no_grad();
             var x = zeros(new long[] { batch }.Concat(net.ExampleShape).ToArray());
-            var t = full(batch, 500f);
+            using var t500 = 500f.ToScalar();
+            var t = full(batch, t500);
             net.call(x, t);
             // Attention: Q·Kᵀ and A·V, each 2·L²·C per example.
             foreach (var m in net.modules())

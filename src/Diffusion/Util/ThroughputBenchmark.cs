@@ -112,7 +112,7 @@ public static class ThroughputBenchmark
         public void Step()
         {
             using var scope = NewDisposeScope();
-            var x0 = rand(new long[] { Config.Train.BatchSize }.Concat(Shape).ToArray(), generator: gen) * 2 - 1;
+            var x0 = rand(new long[] { Config.Train.BatchSize }.Concat(Shape).ToArray(), generator: gen).Mul(2L).Sub(1L);
             var loss = objective.Loss(Denoiser, x0, gen);
             opt.zero_grad();
             loss.backward();
