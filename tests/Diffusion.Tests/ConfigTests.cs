@@ -68,6 +68,8 @@ public class ConfigTests
     [InlineData("sample.skip=uniform", "sample.skip: expected one of time-uniform, logSNR, time-quadratic")]
     [InlineData("sample.algorithm=dpm++", "sample.algorithm: expected dpmsolver or dpmsolver++")]
     [InlineData("sample.eps-scale-b=0", "sample.eps-scale-b: expected a positive number")]
+    [InlineData("model.input-embed-dim=5", "model.input-embed-dim: expected 0 (off) or an even number")]
+    [InlineData("model.input-embed-scale=0", "model.input-embed-scale: expected a positive number")]
     public void Bad_keys_and_values_are_one_line_errors_naming_the_key(string set, string expected)
     {
         var tree = ConfigLoader.EmbeddedTree("toy");

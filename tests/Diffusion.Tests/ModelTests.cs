@@ -30,6 +30,34 @@ public class ModelTests
     }
 
     [Fact]
+    public void Mlp_input_fourier_features_are_cos_and_sin_of_the_scaled_coordinates()
+    {
+        using var scope = NewDisposeScope();
+        var x = tensor(new float[,] { { 0.5f, -1.25f }, { 1.5f, 0.02f } });
+        var f = MlpDenoiser.FourierFeatures(x, 8, 25.0);
+        Assert.Equal(new long[] { 2, 16 }, f.shape);
+        var got = f.data<float>().ToArray();
+        for (int n = 0; n < 2; n++)
+            for (int d = 0; d < 2; d++)
+                for (int k = 0; k < 4; k++)
+                {
+                    double arg = 25.0 * x[n, d].item<float>() * Math.Pow(10000, -k / 4.0);
+                    Assert.Equal(Math.Cos(arg), got[n * 16 + d * 8 + k], 3);
+                    Assert.Equal(Math.Sin(arg), got[n * 16 + d * 8 + 4 + k], 3);
+                }
+        // The MLP built from a config with the key takes them in: its input layer sees 2 × 8 features.
+        var cfg = Diffusion.Config.ConfigLoader.FromTree(Diffusion.Config.ConfigLoader.EmbeddedTree("toy"), "test");
+        cfg.Model.InputEmbedDim = 8;
+        using var net = ModelFactory.Create(cfg.Model, [2]);
+        Assert.Contains(net.named_parameters(), p => p.name == "inProj.weight" && p.parameter.shape[1] == 16);
+        var y = net.call(x, tensor(new float[] { 3f, 700f }));
+        Assert.Equal(x.shape, y.shape);
+        // Off (the default), the config is written without the keys, as before they existed.
+        cfg.Model.InputEmbedDim = 0;
+        Assert.DoesNotContain("input-embed", System.Text.Json.JsonSerializer.Serialize(cfg, Diffusion.Config.ConfigLoader.JsonOptions));
+    }
+
+    [Fact]
     public void Unet_gradients_match_a_float64_computation()
     {
         // Guards against the libtorch CPU convolution defect that SafeConv2d works around: the input

@@ -49,6 +49,9 @@ public sealed class MlpDenoiser : DenoiserNetwork
     // Class conditioning: numClasses + 1 rows (the last the null class), added to the time embedding.
     private readonly Embedding? class_embedding;
     private readonly int numClasses;
+    // Fourier features of the input: each coordinate as a sinusoidal embedding of this size of scale·x (0 = off).
+    private readonly int inputEmbedDim;
+    private readonly double inputEmbedScale;
 
     public override long[] ExampleShape => exampleShape;
     public override int NumClasses => numClasses;
@@ -57,9 +60,14 @@ public sealed class MlpDenoiser : DenoiserNetwork
     /// <param name="hyperLatentDim">When positive, hypernetwork layers conditioned on a latent vector of this size (SMD).</param>
     /// <param name="hyperLayers">Number of hyper layers: after the input projection, after the last block, then after earlier blocks.</param>
     /// <param name="classes">When positive, class-conditional: a learned embedding of classes + 1 rows (the last the null class) added to the time embedding.</param>
+    /// <param name="inputEmbedDim">When positive (even), each input coordinate enters as a sinusoidal embedding of this size of <paramref name="inputEmbedScale"/>·x.</param>
     public MlpDenoiser(int dim, int hidden = 256, int blockCount = 4, int timeEmbedDim = 128, double dropout = 0.0,
-                       int? outDim = null, int hyperLatentDim = 0, int hyperLayers = 2, int classes = 0) : base(nameof(MlpDenoiser))
+                       int? outDim = null, int hyperLatentDim = 0, int hyperLayers = 2, int classes = 0,
+                       int inputEmbedDim = 0, double inputEmbedScale = 25.0) : base(nameof(MlpDenoiser))
     {
+        if (inputEmbedDim < 0 || inputEmbedDim % 2 != 0) throw new ArgumentException($"inputEmbedDim: expected 0 or an even number, got {inputEmbedDim}");
+        this.inputEmbedDim = inputEmbedDim;
+        this.inputEmbedScale = inputEmbedScale;
         exampleShape = [dim];
         if (hyperLatentDim > 0)
         {
@@ -73,7 +81,7 @@ public sealed class MlpDenoiser : DenoiserNetwork
         embDim = timeEmbedDim;
         temb1 = Linear(timeEmbedDim, hidden);
         temb2 = Linear(hidden, hidden);
-        inProj = Linear(dim, hidden);
+        inProj = Linear(inputEmbedDim > 0 ? dim * inputEmbedDim : dim, hidden);
         blocks = new ModuleList<MlpBlock>(Enumerable.Range(0, blockCount).Select(_ => new MlpBlock(hidden, hidden, dropout)).ToArray());
         normOut = LayerNorm(hidden);
         outProj = Linear(hidden, outDim ?? dim);
@@ -92,7 +100,7 @@ public sealed class MlpDenoiser : DenoiserNetwork
         using var scope = NewDisposeScope();
         var emb = Autocast.Linear(temb2, functional.silu(Autocast.Linear(temb1, TimeEmbedding.Sinusoidal(t, embDim).to_type(x.dtype))));
         emb = AddClassEmbedding(emb, class_embedding, numClasses, labels);
-        var h = Autocast.Linear(inProj, x);
+        var h = Autocast.Linear(inProj, inputEmbedDim > 0 ? EmbedInput(x) : x);
         int next = 0;
         h = Hyper(h, z, 0, ref next);
         for (int i = 0; i < blocks.Count; i++)
@@ -101,6 +109,20 @@ public sealed class MlpDenoiser : DenoiserNetwork
             h = Hyper(h, z, i + 1, ref next);
         }
         return Autocast.Output(Autocast.Linear(outProj, functional.silu(normOut.call(h))), x).MoveToOuterDisposeScope();
+    }
+
+    private Tensor EmbedInput(Tensor x) => FourierFeatures(x, inputEmbedDim, inputEmbedScale);
+
+    /// <summary>
+    /// [N, D] → [N, D·<paramref name="dim"/>]: for each coordinate x_d in turn, cos and sin of scale·x_d·ω_k at the
+    /// time embedding's frequencies ω_k = 10000^(−k/(dim/2)) (<see cref="TimeEmbedding.Sinusoidal"/>), in x's dtype.
+    /// </summary>
+    public static Tensor FourierFeatures(Tensor x, int dim, double scale)
+    {
+        using var scope = NewDisposeScope();
+        var scaled = x.Mul(scale);
+        var columns = Enumerable.Range(0, (int)x.shape[1]).Select(d => TimeEmbedding.Sinusoidal(scaled.select(1, d), dim)).ToArray();
+        return cat(columns, 1).to_type(x.dtype).MoveToOuterDisposeScope();
     }
 
     private Tensor Hyper(Tensor h, Tensor? z, int position, ref int next)

@@ -37,7 +37,8 @@ public static class ModelFactory
             throw new ConfigException($"smd.hyper-layers: the MLP has {m.Blocks + 1} places for hyper layers (model.blocks + 1), got {cfg.Smd.HyperLayers}");
         // g_ξ: an MLP on concat[x_t, η] giving the latent vector.
         var latentMlp = new MlpDenoiser(2 * dim, hidden: Math.Max(32, m.Hidden / 2), blockCount: 2, timeEmbedDim: m.TimeEmbedDim, outDim: d);
-        var backboneMlp = new MlpDenoiser(dim, m.Hidden, m.Blocks, m.TimeEmbedDim, m.Dropout, hyperLatentDim: d, hyperLayers: cfg.Smd.HyperLayers, classes: m.NumClasses);
+        var backboneMlp = new MlpDenoiser(dim, m.Hidden, m.Blocks, m.TimeEmbedDim, m.Dropout, hyperLatentDim: d, hyperLayers: cfg.Smd.HyperLayers, classes: m.NumClasses,
+                                           inputEmbedDim: m.InputEmbedDim, inputEmbedScale: m.EffectiveInputEmbedScale);
         return new SmdNetwork(latentMlp, backboneMlp);
     }
 
@@ -47,7 +48,8 @@ public static class ModelFactory
         if (cfg.Type == "unet")
             return new UNet((int)exampleShape[0], (int)exampleShape[1], cfg.Channels, cfg.ChannelMult, cfg.ResBlocks,
                             cfg.AttentionResolutions, cfg.HeadChannels, cfg.Dropout, cfg.NormGroups, classes: cfg.NumClasses);
-        return new MlpDenoiser((int)exampleShape[0], cfg.Hidden, cfg.Blocks, cfg.TimeEmbedDim, cfg.Dropout, classes: cfg.NumClasses);
+        return new MlpDenoiser((int)exampleShape[0], cfg.Hidden, cfg.Blocks, cfg.TimeEmbedDim, cfg.Dropout, classes: cfg.NumClasses,
+                               inputEmbedDim: cfg.InputEmbedDim, inputEmbedScale: cfg.EffectiveInputEmbedScale);
     }
 
     private static void CheckShape(ModelConfig cfg, long[] exampleShape)
