@@ -23,32 +23,15 @@
 # CPU discipline on a shared machine: OMP_WAIT_POLICY=PASSIVE OMP_NUM_THREADS=1 (set below unless given).
 set -euo pipefail
 
-if [ $# -ne 2 ]; then
-  echo "usage: $0 STUDY_DIR OUT_DIR" >&2
-  exit 2
-fi
-study="$1"
-out="$2"
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=study-lib.sh
+source "$root/experiments/study-lib.sh"
+study_args "$0" "$@"
 N="${N:-128}"
 STEPS="${STEPS:-100}"
 STEPS_N="${STEPS_N:-1000}"
 PERMUTATIONS="${PERMUTATIONS:-100}"
 THREADS="${THREADS:-1}"
-export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}" OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
-
-if [ ! -d "$study/work" ]; then
-  echo "error: $study/work not found: expected the --out folder of a diffusion study" >&2
-  exit 2
-fi
-mkdir -p "$out"
-
-# The final checkpoint of a variant's seed-0 job (the highest step), or nothing.
-final_checkpoint() {
-  local dir="$study/work/$1-seed0/checkpoints"
-  [ -d "$dir" ] || return 0
-  find "$dir" -maxdepth 1 -name 'step-*.ckpt' | sort | tail -n 1
-}
 
 # run_diagnostic NAME [extra flags …] -- VARIANT …   (the first variant is the baseline)
 run_diagnostic() {

@@ -8,23 +8,13 @@
 # η = 0) and the plan's evaluation seed (1), so every grid starts from the same x_T, and writes OUT_DIR/<variant>.png
 # (a grid of 8 × 8). A grid that exists is kept (delete it to redo). Cheap: 640 network evaluations per variant.
 set -euo pipefail
-if [ $# -ne 2 ]; then
-  echo "usage: $0 STUDY_DIR OUT_DIR" >&2
-  exit 2
-fi
-study="$1"
-out="$2"
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}" OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
-if [ ! -d "$study/work" ]; then
-  echo "error: $study/work not found: expected the --out folder of a diffusion study" >&2
-  exit 2
-fi
-mkdir -p "$out"
+# shellcheck source=study-lib.sh
+source "$root/experiments/study-lib.sh"
+study_args "$0" "$@"
 for variant in baseline input-perturbation debiased p2 min-snr etsdm-n5 etsdm-n2 etsdm-n10 etsdm-n20 consistency smd all-five; do
-  dir="$study/work/$variant-seed0/checkpoints"
-  [ -d "$dir" ] || { echo "$variant: no checkpoints yet, skipped"; continue; }
-  ckpt="$(find "$dir" -maxdepth 1 -name 'step-*.ckpt' | sort | tail -n 1)"
+  ckpt="$(final_checkpoint "$variant")"
+  [ -n "$ckpt" ] || { echo "$variant: no checkpoints yet, skipped"; continue; }
   case "$ckpt" in *step-0002000.ckpt) ;; *) echo "$variant: not trained to the end yet, skipped"; continue ;; esac
   [ -f "$out/$variant.png" ] && { echo "$variant: $out/$variant.png exists, kept"; continue; }
   "$root/diffusion" sample --checkpoint "$ckpt" --sampler ddim --steps 10 --spacing uniform --eta 0 \
