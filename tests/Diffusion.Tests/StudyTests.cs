@@ -298,6 +298,36 @@ public class StudyTests : IDisposable
     }
 
     [Fact]
+    public void Jobs_take_seed_rounds_of_multi_seed_variants_first_and_single_seed_variants_last()
+    {
+        // baseline has 3 seeds, a single-seed side variant sits between two 2-seed variants in the plan.
+        string text = TinyPlan
+            .Replace("""
+                [[variants]]
+                name = "debiased"
+                """, """
+                [[variants]]
+                name = "side"
+                set = ["model.hidden=16"]
+                seeds = [7]
+
+                [[variants]]
+                name = "debiased"
+                """)
+            .Replace("""
+                [[variants]]
+                name = "baseline"
+                """, """
+                [[variants]]
+                name = "baseline"
+                seeds = [0, 1, 2]
+                """);
+        var plan = Plan(TestUtil.TempDir("study-order"), text);
+        Assert.Equal(["baseline-seed0", "debiased-seed0", "baseline-seed1", "debiased-seed1", "baseline-seed2", "side-seed7"],
+            plan.Jobs().Select(j => j.Id).ToArray());
+    }
+
+    [Fact]
     public void Status_counts_done_running_and_left_jobs()
     {
         var dir = TestUtil.TempDir("study-status");

@@ -113,14 +113,21 @@ public sealed class StudyPlan
         ["mixture_within_3sigma"] = false, ["mixture_modes_covered"] = false, ["mixture_log_likelihood"] = false,
     };
 
-    /// <summary>The jobs, first seed of every variant first (so that a partial study already covers every variant).</summary>
+    /// <summary>
+    /// The jobs in the order workers take them: the first seed of every variant that has several, then their second
+    /// seed, and so on (so that a partial study already covers every variant, and then gets the seed spread its verdicts
+    /// need); variants with a single seed (side sweeps, which give no spread) come last, in plan order.
+    /// </summary>
     public IReadOnlyList<StudyJob> Jobs()
     {
         var jobs = new List<StudyJob>();
-        int most = Variants.Max(v => v.Seeds.Count);
+        var multi = Variants.Where(v => v.Seeds.Count > 1).ToList();
+        int most = multi.Count == 0 ? 0 : multi.Max(v => v.Seeds.Count);
         for (int i = 0; i < most; i++)
-            foreach (var v in Variants)
+            foreach (var v in multi)
                 if (i < v.Seeds.Count) jobs.Add(new StudyJob(v, v.Seeds[i]));
+        foreach (var v in Variants.Where(v => v.Seeds.Count == 1))
+            jobs.Add(new StudyJob(v, v.Seeds[0]));
         return jobs;
     }
 
