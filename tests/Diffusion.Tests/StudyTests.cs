@@ -1,5 +1,8 @@
 using System.Globalization;
 using System.Text.Json.Nodes;
+using Diffusion.Config;
+using Diffusion.Data;
+using Diffusion.Metrics;
 using Diffusion.Study;
 using Diffusion.Training;
 
@@ -355,6 +358,60 @@ public class StudyTests : IDisposable
         Assert.NotNull(s.SecondsLeft);
         Assert.True(s.SecondsLeft > 0);
         Assert.Contains("2 done, 1 running, 1 left of 4 jobs", s.ToText());
+    }
+
+    [Fact]
+    public void The_first_evaluation_records_the_features_and_the_real_versus_real_floor_and_other_features_are_refused()
+    {
+        var dir = TestUtil.TempDir("study-floor");
+        var plan = Plan(dir, TinyPlan.Replace("mmd-n = 96", "mmd-n = 96\nfloor = \"toy:gmm-grid?seed=5\""));
+        new StudyRunner(plan, Out(dir)).RunAll();
+        var feat = JsonNode.Parse(File.ReadAllText(StudyEvaluator.FeaturesFile(Out(dir))))!;
+        Assert.Equal("raw", (string?)feat["identity"]);
+        var floor = feat["floor"]!;
+        Assert.Equal("toy:gmm-grid?seed=5", (string?)floor["source"]);
+        Assert.Equal(96, (long)floor["n"]!);
+
+        // The floor's FID in closed form (2-D raw features: Tr((S1 S2)^½) = √(tr M + 2√det M) for M = S1 S2), from the
+        // same 96 real examples and the plan's 400 reference examples, in float64.
+        static (double[] Mu, double[,] S) Stats(float[] xy)
+        {
+            int n = xy.Length / 2;
+            double mx = 0, my = 0;
+            for (int i = 0; i < n; i++) { mx += xy[2 * i]; my += xy[2 * i + 1]; }
+            mx /= n; my /= n;
+            double sxx = 0, sxy = 0, syy = 0;
+            for (int i = 0; i < n; i++)
+            {
+                double dx = xy[2 * i] - mx, dy = xy[2 * i + 1] - my;
+                sxx += dx * dx; sxy += dx * dy; syy += dy * dy;
+            }
+            return ([mx, my], new[,] { { sxx / (n - 1), sxy / (n - 1) }, { sxy / (n - 1), syy / (n - 1) } });
+        }
+        float[] Rows(string spec, int n, long seed)
+        {
+            using var d = SampleSet.Subset(DataSources.Load(new DataConfig { Spec = spec }), n, seed);
+            return d.Data.to_type(TorchSharp.torch.ScalarType.Float32).data<float>().ToArray();
+        }
+        var (m1, s1) = Stats(Rows("toy:gmm-grid?seed=5", 96, 1));
+        var (m2, s2) = Stats(Rows("toy:gmm-grid", 400, 0));
+        double a = s1[0, 0] * s2[0, 0] + s1[0, 1] * s2[1, 0], b = s1[0, 0] * s2[0, 1] + s1[0, 1] * s2[1, 1];
+        double c = s1[1, 0] * s2[0, 0] + s1[1, 1] * s2[1, 0], d = s1[1, 0] * s2[0, 1] + s1[1, 1] * s2[1, 1];
+        double trSqrt = Math.Sqrt(a + d + 2 * Math.Sqrt(a * d - b * c));
+        double fid = Math.Pow(m1[0] - m2[0], 2) + Math.Pow(m1[1] - m2[1], 2) + s1[0, 0] + s1[1, 1] + s2[0, 0] + s2[1, 1] - 2 * trSqrt;
+        Assert.Equal(fid, floor["metrics"]!["fid"]!.GetValue<double>(), 1e-4);
+        // Real examples score better than the 30-step models.
+        foreach (var result in Directory.GetFiles(Path.Combine(Out(dir), "results")))
+            foreach (var e in JsonNode.Parse(File.ReadAllText(result))!["evaluations"]!.AsArray())
+                Assert.True(fid < e!["metrics"]!["fid"]!.GetValue<double>());
+        var report = StudyReport.Write(plan, Out(dir), Path.Combine(dir, "report.md"), "diffusion study --report");
+        Assert.Contains("**Real-versus-real floor**", report);
+
+        // A worker whose features differ from the recorded ones (another classifier) refuses to score.
+        File.WriteAllText(StudyEvaluator.FeaturesFile(Out(dir)), feat.ToJsonString().Replace("\"identity\":\"raw\"", "\"identity\":\"classifier:x sha256:00\""));
+        var ex = Assert.Throws<UserError>(() => new StudyEvaluator(plan, Out(dir), plan.ConfigFor(plan.Jobs()[0]), null));
+        Assert.Contains("features.json", ex.Message);
+        Assert.Contains("classifier:x sha256:00", ex.Message);
     }
 
     [Fact]

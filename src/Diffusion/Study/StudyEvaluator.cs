@@ -48,6 +48,53 @@ public sealed class StudyEvaluator : IDisposable
         }
         if (reference.Features is string f && f != e.Features)
             throw new UserError($"{plan.Path}: evaluation.reference {e.Reference} holds {f} features, not {e.Features}");
+        CheckOrRecordFeatures(outDir, anyConfig, log);
+    }
+
+    /// <summary>The study's <c>features.json</c>: which features its results were scored in, and the real-versus-real floor.</summary>
+    public static string FeaturesFile(string outDir) => Path.Combine(outDir, "features.json");
+
+    // The first evaluator of a study records the identity of its feature extractor (for a classifier, the SHA-256 of
+    // its weights: the cached classifier is trained per machine and could differ) with the real-versus-real floor in
+    // features.json; every later one — on this machine or another that continues the study — checks that it scores in
+    // the same features, since results scored in other features would not be comparable.
+    private void CheckOrRecordFeatures(string outDir, RunConfig anyConfig, Action<string>? log)
+    {
+        var e = plan.Evaluation;
+        string path = FeaturesFile(outDir);
+        string identity = extractor.Identity;
+        if (StudyFolder.Read(path) is { } recorded)
+        {
+            string? was = recorded["identity"]?.GetValue<string>();
+            if (was != identity)
+                throw new UserError($"{path}: this study's results were scored in features '{was}', but this machine's {e.Features} is '{identity}' " +
+                                    "(another training of the classifier?); give the study the classifier its results used (evaluation.classifier-cache) or use another --out");
+            return;
+        }
+        var o = new JsonObject { ["features"] = e.Features, ["identity"] = identity };
+        if (extractor is ClassifierFeatures c)
+            o["classifier"] = new JsonObject
+            {
+                ["key"] = c.Info.Key, ["test_accuracy"] = c.Info.TestAccuracy, ["test_count"] = c.Info.TestCount,
+                ["threads"] = c.Info.Threads, ["created_utc"] = c.Info.CreatedUtc,
+            };
+        string? source = e.Floor ?? (anyConfig.Data.Spec != e.Reference ? anyConfig.Data.Spec : null);
+        if (source is not null)
+        {
+            log?.Invoke($"study: real-versus-real floor: {e.N} examples of {source} against {e.Reference}");
+            var all = DataSources.Load(new DataConfig { Spec = source, DataDir = e.DataDir, ImageSize = anyConfig.Data.ImageSize, Channels = anyConfig.Data.Channels });
+            using var data = SampleSet.Subset(all, e.N, e.Seed);
+            using var features = extractor.Extract(data.Data);
+            using var raw = data.Data.reshape(data.Data.shape[0], -1);
+            var options = new EvalOptions { Metrics = e.Metrics, KidSubsets = e.KidSubsets, KidSubsetSize = Math.Min(e.KidSubsetSize, (int)data.Count), K = e.K, MmdMax = e.MmdN, Seed = 0 };
+            var result = Evaluation.Run(e.Features, features, reference, options, raw);
+            if (reference.Mixture is { } mix && result.Mixture is not null && e.MixtureMinPerMode != 1)
+                result.Mixture = MixtureMetrics.Score(mix, raw, e.MixtureMinPerMode);
+            var metrics = result.ToJson();
+            metrics["reference"] = e.Reference;
+            o["floor"] = new JsonObject { ["source"] = source, ["n"] = data.Count, ["seed"] = e.Seed, ["metrics"] = metrics };
+        }
+        StudyFolder.Write(path, o);
     }
 
     /// <summary>

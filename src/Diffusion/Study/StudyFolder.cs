@@ -6,7 +6,8 @@ namespace Diffusion.Study;
 /// <summary>
 /// The files of a study in its output folder DIR:
 /// <c>results/&lt;job&gt;.json</c> (one per finished job: the only input of the report),
-/// <c>reference.npz</c> (the reference's features, computed once), and per job <c>work/&lt;job&gt;/</c> holding
+/// <c>reference.npz</c> (the reference's features, computed once), <c>features.json</c> (the identity of the features
+/// every result was scored in, checked by each later worker, and the real-versus-real floor), and per job <c>work/&lt;job&gt;/</c> holding
 /// <c>job.lock</c> (the worker that claimed it, a <see cref="Training.RunLock"/>), <c>progress.json</c> (what the
 /// worker is doing), <c>run/</c> (the training run folder, resumable), <c>checkpoints/step-NNNNNNN.ckpt</c> (a copy of the
 /// checkpoint at each evaluation step), <c>train.json</c> (the finished training's measurements) and

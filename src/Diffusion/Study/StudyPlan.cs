@@ -57,6 +57,14 @@ public sealed record StudyEvaluation
     public string? DataDir { get; init; }
     public string? ClassifierCache { get; init; }
     public string? InceptionWeights { get; init; }
+    /// <summary>
+    /// Real examples scored as if they were samples (n of them, against the same reference, in the same features): the
+    /// real-versus-real floor of every metric at this n. A data spec; null: the base config's training data when it is
+    /// not the reference's spec (e.g. fashion-mnist against fashion-mnist:test), else no floor. Not part of an
+    /// evaluation's identity (it changes no sample's score).
+    /// </summary>
+    [System.Text.Json.Serialization.JsonIgnore]
+    public string? Floor { get; init; }
 }
 
 /// <summary>One evaluation of a job: a checkpoint step, a sampler, and for sweeps the sweep and its point.</summary>
@@ -304,7 +312,7 @@ public sealed class StudyPlan
 
         var e = root["evaluation"] as JsonObject ?? throw r.Error("evaluation", "is required: a table with n, seed, reference, features, metrics");
         r.Keys(e, "evaluation", ["n", "seed", "reference", "reference-n", "features", "metrics", "batch-size", "kid-subsets", "kid-subset-size", "k", "mmd-n",
-                                 "mixture-min-per-mode", "data-dir", "classifier-cache", "inception-weights"]);
+                                 "mixture-min-per-mode", "data-dir", "classifier-cache", "inception-weights", "floor"]);
         var d = new StudyEvaluation();
         var evaluation = new StudyEvaluation
         {
@@ -323,6 +331,7 @@ public sealed class StudyPlan
             DataDir = e.ContainsKey("data-dir") ? r.Str(e, "data-dir", "", "evaluation.data-dir") : null,
             ClassifierCache = e.ContainsKey("classifier-cache") ? r.Str(e, "classifier-cache", "", "evaluation.classifier-cache") : null,
             InceptionWeights = e.ContainsKey("inception-weights") ? r.Str(e, "inception-weights", "", "evaluation.inception-weights") : null,
+            Floor = e.ContainsKey("floor") ? (r.Str(e, "floor", "", "evaluation.floor") is { Length: > 0 } fl ? fl : throw r.Error("evaluation.floor", "expected a data spec of real examples, e.g. fashion-mnist")) : null,
         };
         string metric = "fid";
         if (root["report"] is JsonObject rep)

@@ -95,6 +95,19 @@ public static class StudyReport
         md.AppendLine(string.Create(C, $"* **CPU time measured:** {(trainCpu + evalCpu) / 3600:F2} CPU hours ({trainCpu / 3600:F2} training, {evalCpu / 3600:F2} evaluation; the workers' process CPU time, sessions cut short by a kill not counted); wall time {(trainWall + evalWall) / 3600:F2} h summed over jobs."));
         var e = plan.Evaluation;
         md.AppendLine($"* **Evaluation:** {e.N} samples per checkpoint and sampler, sample seed {e.Seed} for every variant (the same x_T), EMA weights; {e.Features} features against `{e.Reference}` (at most {e.ReferenceN} examples); metrics {string.Join(", ", e.Metrics)}. Samples are not kept.");
+        if (StudyFolder.Read(StudyEvaluator.FeaturesFile(outDir)) is { } feat)
+        {
+            string who = feat["classifier"] is JsonObject cls
+                ? string.Create(C, $" (the classifier's test accuracy {cls["test_accuracy"]!.GetValue<double>():P2}; weights `{feat["identity"]!.GetValue<string>()}`)")
+                : "";
+            md.AppendLine($"* **Features:** {feat["features"]!.GetValue<string>()}{who}; every result was scored in these (`features.json`; a worker with other features refuses to go on).");
+            if (feat["floor"] is JsonObject floor)
+            {
+                var fm = floor["metrics"]!.AsObject();
+                var parts = StudyPlan.LowerIsBetter.Keys.Where(k => fm[k] is JsonValue).Select(k => $"{k} {Number(fm[k]!.GetValue<double>())}");
+                md.AppendLine($"* **Real-versus-real floor** (what a perfect model would score at this n): {floor["n"]} real examples of `{floor["source"]!.GetValue<string>()}` scored as samples against the same reference: {string.Join(", ", parts)}.");
+            }
+        }
         md.AppendLine("* **Spread:** ± is the sample standard deviation over seeds (n − 1 in the denominator); with a single seed the value is shown alone.");
         md.AppendLine();
 
