@@ -301,6 +301,14 @@ public class StudyTests : IDisposable
     }
 
     [Fact]
+    public void Evaluation_paths_are_relative_to_the_plan()
+    {
+        var dir = TestUtil.TempDir("study-paths");
+        var plan = Plan(dir, TinyPlan.Replace("mmd-n = 96", "mmd-n = 96\nclassifier-cache = \"pinned/classifiers\""));
+        Assert.Equal(Path.Combine(Path.GetFullPath(dir), "pinned", "classifiers"), plan.Evaluation.ClassifierCache);
+    }
+
+    [Fact]
     public void Jobs_take_seed_rounds_of_multi_seed_variants_first_and_single_seed_variants_last()
     {
         // baseline has 3 seeds, a single-seed side variant sits between two 2-seed variants in the plan.

@@ -248,6 +248,8 @@ public sealed class StudyPlan
             string besidePlan = System.IO.Path.Combine(System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(path))!, config);
             if (File.Exists(besidePlan) || !File.Exists(config)) config = besidePlan;
         }
+        // Paths in [evaluation] are relative to the plan's folder (a plan carries its pinned classifier beside it).
+        string BesidePlan(string p) => System.IO.Path.IsPathRooted(p) ? p : System.IO.Path.Combine(System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(path))!, p);
         long steps = r.Long(root, "steps", null, min: 1);
         var evalSteps = r.Longs(root, "eval-steps", required: true, min: 1);
         for (int i = 1; i < evalSteps.Count; i++)
@@ -328,9 +330,9 @@ public sealed class StudyPlan
             K = (int)r.Long(e, "k", d.K, 1, "evaluation.k"),
             MmdN = (int)r.Long(e, "mmd-n", d.MmdN, 2, "evaluation.mmd-n"),
             MixtureMinPerMode = (int)r.Long(e, "mixture-min-per-mode", d.MixtureMinPerMode, 1, "evaluation.mixture-min-per-mode"),
-            DataDir = e.ContainsKey("data-dir") ? r.Str(e, "data-dir", "", "evaluation.data-dir") : null,
-            ClassifierCache = e.ContainsKey("classifier-cache") ? r.Str(e, "classifier-cache", "", "evaluation.classifier-cache") : null,
-            InceptionWeights = e.ContainsKey("inception-weights") ? r.Str(e, "inception-weights", "", "evaluation.inception-weights") : null,
+            DataDir = e.ContainsKey("data-dir") ? BesidePlan(r.Str(e, "data-dir", "", "evaluation.data-dir")) : null,
+            ClassifierCache = e.ContainsKey("classifier-cache") ? BesidePlan(r.Str(e, "classifier-cache", "", "evaluation.classifier-cache")) : null,
+            InceptionWeights = e.ContainsKey("inception-weights") ? BesidePlan(r.Str(e, "inception-weights", "", "evaluation.inception-weights")) : null,
             Floor = e.ContainsKey("floor") ? (r.Str(e, "floor", "", "evaluation.floor") is { Length: > 0 } fl ? fl : throw r.Error("evaluation.floor", "expected a data spec of real examples, e.g. fashion-mnist")) : null,
         };
         string metric = "fid";
