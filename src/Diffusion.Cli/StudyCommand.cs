@@ -17,11 +17,16 @@ public static class StudyCommand
             """),
         OptionSpec.Switch("report", "a Markdown report from DIR/results only (default DIR/report.md; plots beside it)"),
         OptionSpec.Value("report-out", "FILE", "where --report writes"),
+        OptionSpec.Value("until", "TIME", """
+            claim only jobs whose estimated time left ends before TIME (HH:MM UTC today, or an ISO 8601
+            date-time), then stop: for a machine that is taken away at a known time; follow it with
+            another plan's worker to fill the rest
+            """),
         OptionSpec.Switch("quiet", "no log lines"),
     ];
 
     public static HelpPage Help => new("""
-        diffusion study PLAN.toml --out DIR [--threads N] [--quiet]
+        diffusion study PLAN.toml --out DIR [--threads N] [--until TIME] [--quiet]
         diffusion study PLAN.toml --out DIR --status
         diffusion study PLAN.toml --out DIR --report [--report-out FILE.md]
         """, """
@@ -67,12 +72,29 @@ public static class StudyCommand
         plan.Validate();
         if (a.Int("threads", 1) is int threads) torch.set_num_threads(threads);
         bool quiet = a.Switch("quiet");
-        var runner = new StudyRunner(plan, outDir, quiet ? null : m => Console.Error.WriteLine(m));
+        var runner = new StudyRunner(plan, outDir, quiet ? null : m => Console.Error.WriteLine(m)) { Until = a.Get("until") is string u ? ParseUntil(u) : null };
         int done = runner.RunAll();
         var status = StudyStatus.Of(plan, outDir);
         Console.Error.WriteLine($"study: this worker finished {done} job(s); {status.Count("done")} done, {status.Count("running")} running, {status.Count("left")} left, {status.Count("failed")} failed of {status.Jobs.Count}");
         if (runner.Failed.Count > 0)
             throw new UserError($"study: {runner.Failed.Count} job(s) failed here ({runner.Failed[0].Job}: {runner.Failed[0].Error}); see --status, and delete {outDir}/work/<job>/failed.json to retry");
+        if (runner.Deferred.Count > 0)
+            Console.Error.WriteLine($"study: left for later (would not finish before --until): {string.Join(", ", runner.Deferred.Keys)}");
         return 0;
+    }
+
+    /// <summary>--until: HH:MM (UTC, today) or an ISO 8601 date-time; a time already past is an error.</summary>
+    public static DateTime ParseUntil(string text, DateTime? nowUtc = null)
+    {
+        var now = nowUtc ?? DateTime.UtcNow;
+        var c = System.Globalization.CultureInfo.InvariantCulture;
+        DateTime at;
+        if (TimeOnly.TryParseExact(text, ["HH:mm", "H:mm"], c, System.Globalization.DateTimeStyles.None, out var t))
+            at = DateTime.SpecifyKind(now.Date + t.ToTimeSpan(), DateTimeKind.Utc);
+        else if (DateTimeOffset.TryParse(text, c, System.Globalization.DateTimeStyles.AssumeUniversal, out var dto))
+            at = dto.UtcDateTime;
+        else throw new UsageError($"diffusion study: --until: expected HH:MM (UTC) or an ISO 8601 date-time, got '{text}'");
+        if (at <= now) throw new UsageError($"diffusion study: --until {text} is already past ({now:HH:mm} UTC now)");
+        return at;
     }
 }

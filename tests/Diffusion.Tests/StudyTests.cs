@@ -339,6 +339,35 @@ public class StudyTests : IDisposable
     }
 
     [Fact]
+    public void Until_leaves_jobs_that_would_not_finish_in_time_for_later()
+    {
+        var dir = TestUtil.TempDir("study-until");
+        var plan = Plan(dir);
+        // Nothing measured yet: the first job is taken (no estimate); from then on every job's estimate passes the deadline.
+        var early = new StudyRunner(plan, Out(dir)) { Until = DateTime.UtcNow.AddMilliseconds(1) };
+        Assert.Equal(1, early.RunAll());
+        Assert.Equal(plan.Jobs().Skip(1).Select(j => j.Id).Order(), early.Deferred.Keys.Order());
+        Assert.All(early.Deferred.Values, s => Assert.True(s > 0));
+        var status = StudyStatus.Of(plan, Out(dir));
+        Assert.Equal(3, status.Count("left"));
+        Assert.Equal(3, status.JobSecondsLeft.Count);
+        // With time enough, a later worker takes them all.
+        var later = new StudyRunner(plan, Out(dir)) { Until = DateTime.UtcNow.AddHours(1) };
+        Assert.Equal(3, later.RunAll());
+        Assert.Empty(later.Deferred);
+    }
+
+    [Fact]
+    public void Until_parses_a_utc_clock_time_or_a_date_time_and_refuses_the_past()
+    {
+        var now = new DateTime(2026, 12, 3, 9, 30, 0, DateTimeKind.Utc);
+        Assert.Equal(new DateTime(2026, 12, 3, 10, 25, 0, DateTimeKind.Utc), Diffusion.Cli.StudyCommand.ParseUntil("10:25", now));
+        Assert.Equal(new DateTime(2026, 12, 3, 11, 0, 0, DateTimeKind.Utc), Diffusion.Cli.StudyCommand.ParseUntil("2026-12-03T12:00:00+01:00", now));
+        Assert.Contains("already past", Assert.ThrowsAny<Exception>(() => Diffusion.Cli.StudyCommand.ParseUntil("09:00", now)).Message);
+        Assert.Contains("expected HH:MM", Assert.ThrowsAny<Exception>(() => Diffusion.Cli.StudyCommand.ParseUntil("soon", now)).Message);
+    }
+
+    [Fact]
     public void Status_counts_done_running_and_left_jobs()
     {
         var dir = TestUtil.TempDir("study-status");

@@ -31,6 +31,15 @@ public sealed class StudyRunner(StudyPlan plan, string outDir, Action<string>? l
     public int Evaluations { get; private set; }
     /// <summary>Jobs this worker finished.</summary>
     public List<string> Finished { get; } = [];
+    /// <summary>
+    /// When set, a job is claimed only if its estimated time left (<see cref="StudyStatus.JobSecondsLeft"/>: the
+    /// measured rates, what is already trained or evaluated counted) ends before this instant — so a worker on a machine
+    /// that will be taken away at a known time does not start work it cannot finish. A job without an estimate yet is
+    /// taken. Jobs passed over are listed in <see cref="Deferred"/>.
+    /// </summary>
+    public DateTime? Until { get; set; }
+    /// <summary>Jobs this worker passed over because they would not finish before <see cref="Until"/>, with the estimated seconds.</summary>
+    public Dictionary<string, double> Deferred { get; } = [];
     /// <summary>Jobs that failed in this worker with a user error (recorded in their <c>failed.json</c>, skipped by every worker until it is deleted).</summary>
     public List<(string Job, string Error)> Failed { get; } = [];
 
@@ -59,6 +68,13 @@ public sealed class StudyRunner(StudyPlan plan, string outDir, Action<string>? l
         foreach (var job in plan.Jobs())
         {
             if (File.Exists(folder.Result(job)) || File.Exists(folder.Failed(job))) continue;
+            if (Until is DateTime until && StudyStatus.Of(plan, outDir).JobSecondsLeft.TryGetValue(job.Id, out double need)
+                && DateTime.UtcNow.AddSeconds(need) > until.ToUniversalTime())
+            {
+                if (Deferred.TryAdd(job.Id, need))
+                    log?.Invoke($"study: {job.Id} needs ≈ {need / 60:F0} min, more than is left before --until {until.ToUniversalTime():HH:mm} UTC; left for later");
+                continue;
+            }
             Directory.CreateDirectory(folder.Work(job));
             using var claim = RunLock.TryAcquire(folder.Work(job), StudyFolder.LockFile, log);
             if (claim is null) continue;                            // another worker has it

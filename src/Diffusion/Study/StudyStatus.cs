@@ -20,6 +20,8 @@ public sealed class StudyStatus
     /// <summary>Seconds of work left (serial), or null when nothing is measured yet.</summary>
     public double? SecondsLeft { get; init; }
     public required string Estimate { get; init; }
+    /// <summary>Seconds of work left per unfinished job (by id), where the rates are known: what one worker needs to finish it.</summary>
+    public IReadOnlyDictionary<string, double> JobSecondsLeft { get; init; } = new Dictionary<string, double>();
 
     public int Count(string state) => Jobs.Count(j => j.State == state);
 
@@ -46,6 +48,7 @@ public sealed class StudyStatus
         double left = 0;
         bool unknown = false;
         var nfe = new Dictionary<(string, string), int>();
+        var perJob = new Dictionary<string, double>();
         foreach (var job in plan.Jobs())
         {
             if (File.Exists(folder.Result(job))) { jobs.Add(new JobStatus(job, "done", "")); continue; }
@@ -72,6 +75,7 @@ public sealed class StudyStatus
 
             double? trainRate = trainRates.Where(t => t.Variant == job.Variant.Name).ToList() is { Count: > 0 } own ? own.Sum(t => t.Seconds) / own.Sum(t => t.Steps) : globalTrain;
             if (trainRate is null || sampleRate is null || scoreRate is null) { unknown = true; continue; }
+            double before = left;
             left += (plan.Steps - trained) * trainRate.Value;
             foreach (var t in tasks.Where(t => !File.Exists(folder.Eval(job, t))))
             {
@@ -83,12 +87,13 @@ public sealed class StudyStatus
                 }
                 left += plan.Evaluation.N * ((double)k * sampleRate!.Value + scoreRate!.Value);
             }
+            perJob[job.Id] = left - before;
         }
         var c = CultureInfo.InvariantCulture;
         string estimate = unknown
             ? "no estimate yet (it needs one finished training for the training rate and one finished evaluation for the evaluation rates)"
             : string.Create(c, $"estimated from {trainRates.Count} finished training(s) ({globalTrain:G3} s/step on average; each variant's own rate where one of its trainings finished) and {evals.Count} evaluation(s) (sampling {1000 * sampleRate:G3} ms per sample·NFE, scoring {1000 * scoreRate:G3} ms per sample); serial time, divide by the number of workers");
-        return new StudyStatus { Jobs = jobs, SecondsLeft = unknown ? null : left, Estimate = estimate };
+        return new StudyStatus { Jobs = jobs, SecondsLeft = unknown ? null : left, Estimate = estimate, JobSecondsLeft = perJob };
     }
 
     public string ToText()
