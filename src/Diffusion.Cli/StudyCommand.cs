@@ -33,8 +33,11 @@ public static class StudyCommand
         Does remedy X help on my data at equal budget? A plan (TOML) names a base config (as train --config) and common
         --set assignments, the training budget and the steps whose checkpoints are evaluated, variants (each a name,
         remedies and --set assignments, optionally its own seeds), the seeds, samplers (label, sampler, steps, options as
-        diffusion sample takes them, optionally final-only), sampling-only sweeps (extra sample options on one variant's
-        checkpoints) and the evaluation (n, sample seed, reference, features, metrics). experiments/study-*.toml are examples.
+        diffusion sample takes them, optionally final-only), sampling-only sweeps (extra sample options, steps included, on
+        some variants' checkpoints, optionally on some seeds and at their own n), diagnostics (diffusion diagnose's
+        exposure-bias, x0-bias, lipschitz, error-propagation on one seed's final checkpoints, kept in the results and drawn
+        by --report over the baseline's) and the evaluation (n, sample seed, reference, features, metrics).
+        experiments/study-*.toml are examples.
 
         A job is one variant with one seed: it trains (keeping a checkpoint copy at each evaluation step), evaluates each
         checkpoint × sampler, and writes DIR/results/<variant>-seed<k>.json. The whole plan is checked before anything is

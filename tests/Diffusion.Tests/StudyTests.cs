@@ -477,7 +477,7 @@ public class StudyTests : IDisposable
             Assert.Contains($"| {variant} | 2 | {Cell(variant, "ddim-5", "mmd2")} | {Cell(variant, "ddpm-10", "mmd2")} |", text);
         }
         Assert.Contains("| debiased | ddim-5 |", text);
-        Assert.Contains($"| 1.01 | 2 | {Cell("baseline", "ddim-5 b=1.01", "fid")} |", text);
+        Assert.Contains($"| baseline | 1.01 | {Cell("baseline", "ddim-5 b=1.01", "fid")} |", text);
         // The claims: each row's cells and verdict from the result files.
         List<double> Of(string variant, long step, string label, string key) => new[] { 0, 1 }.Select(seed =>
             JsonNode.Parse(File.ReadAllText(Path.Combine(Out(dir), "results", $"{variant}-seed{seed}.json")))!["evaluations"]!.AsArray()
@@ -541,6 +541,11 @@ public class StudyTests : IDisposable
     [InlineData("[[samplers]]\nlabel = \"x\"\nsampler = \"ddimm\"\n", "[[sweeps]]", "samplers[2].sampler: unknown sampler 'ddimm'")]
     [InlineData("[[samplers]]\nlabel = \"x\"\nsampler = \"ddim\"\noptions = { rho = 7 }\n", "[[sweeps]]", "sampler 'x' on variant 'baseline'")]
     [InlineData("", "", "eval-steps: step 40 exceeds the training budget steps = 30")]
+    [InlineData("[[sweeps]]\nname = \"s\"\nvariant = \"debiased\"\nseeds = [3]\npoints = [ { label = \"2\", options = { steps = 2 } } ]\n", "[evaluation]", "sweeps[1].seeds: seed 3 is not a seed of debiased")]
+    [InlineData("[[diagnostics]]\nname = \"mixture-steps\"\nvariants = [\"debiased\"]\n", "[evaluation]", "diagnostics[0].name: expected one of exposure-bias, x0-bias, lipschitz, error-propagation, got 'mixture-steps'")]
+    [InlineData("[[diagnostics]]\nname = \"x0-bias\"\nvariants = [\"debiased\"]\nbandwidth = \"nearest\"\n", "[evaluation]", "diagnostics[0].bandwidth: applies to error-propagation only")]
+    [InlineData("[[diagnostics]]\nname = \"lipschitz\"\nvariants = [\"debiased\"]\nseed = 2\n", "[evaluation]", "diagnostics[0].seed: 2 is not a seed of variant 'debiased'")]
+    [InlineData("[[diagnostics]]\nname = \"lipschitz\"\nvariants = [\"nobody\"]\n", "[evaluation]", "diagnostics[0].variants: no variant named 'nobody'")]
     public void A_bad_plan_is_one_line_naming_the_input(string extra, string before, string expected)
     {
         var dir = TestUtil.TempDir("study-bad");
@@ -567,6 +572,103 @@ public class StudyTests : IDisposable
         var r = CliTests.Run("study", path, "--out", Out(dir));
         CliTests.AssertOneLineError(r, "eval-steps: step 40 exceeds the training budget steps = 30");
         Assert.False(Directory.Exists(Path.Combine(Out(dir), "work")));
+    }
+
+    // One job (the baseline, seed 1) of a plan with a sweep on several variants and some seeds at its own n, and a diagnostic.
+    private const string DiagnosticPlan = """
+        name = "diag"
+        config = "toy"
+        set = ["train.batch-size=64", "train.log-every=5", "train.checkpoint-every=10", "model.hidden=32", "model.blocks=1", "train.warmup-steps=5", "schedule.timesteps=100"]
+        steps = 20
+        eval-steps = [10, 20]
+        seeds = [0, 1]
+        baseline = "baseline"
+
+        [[variants]]
+        name = "baseline"
+
+        [[variants]]
+        name = "debiased"
+        remedy = ["debiased"]
+
+        [[samplers]]
+        label = "ddpm-10"
+        sampler = "ddpm"
+        steps = 10
+
+        [[sweeps]]
+        name = "steps"
+        variant = ["baseline", "debiased"]
+        seeds = [1]
+        n = 48
+        final-only = true
+        samplers = ["ddpm-10"]
+        points = [ { label = "20", options = { steps = 20 } }, { label = "5", options = { steps = 5 } } ]
+
+        [[diagnostics]]
+        name = "x0-bias"
+        variants = ["debiased"]
+        seed = 1
+        n = 64
+        grid-points = 6
+
+        [evaluation]
+        n = 96
+        seed = 1
+        reference = "toy:gmm-grid"
+        reference-n = 400
+        features = "raw"
+        metrics = ["fid"]
+        """;
+
+    [Fact]
+    public void A_sweep_runs_on_its_variants_and_seeds_with_its_own_n()
+    {
+        var plan = Plan(TestUtil.TempDir("study-sweep"), DiagnosticPlan);
+        string Rows(string variant, long seed) => string.Join(", ", plan.Tasks(plan.Jobs().Single(j => j.Variant.Name == variant && j.Seed == seed)).Select(t => $"{t.Step} {t.Label} n={t.N}"));
+        Assert.Equal("10 ddpm-10 n=, 20 ddpm-10 n=", Rows("baseline", 0));
+        Assert.Equal("10 ddpm-10 n=, 20 ddpm-10 n=, 20 ddpm-10 steps=20 n=48, 20 ddpm-10 steps=5 n=48", Rows("debiased", 1));
+        var tasks = plan.Tasks(plan.Jobs().Single(j => j.Id == "baseline-seed1"));
+        // The point's steps replace the sampler's; its own n is part of the evaluation's identity, the plan's n is not changed.
+        var point = tasks.Single(t => t.Label == "ddpm-10 steps=5");
+        Assert.Equal("5", point.Assignments.Last(a => a.Key == "steps").Value);
+        Assert.Contains("\"N\":48", plan.Identity(point));
+        Assert.Contains("\"N\":96", plan.Identity(tasks[0]));
+        // The diagnostic runs in seed 1's jobs of its variants and of the baseline only.
+        Assert.Equal(["baseline-seed1", "debiased-seed1"], plan.Jobs().Where(j => plan.DiagnosticsFor(j).Count > 0).Select(j => j.Id));
+    }
+
+    [Fact]
+    public void A_diagnostic_is_kept_in_the_result_and_the_report_draws_exactly_what_diagnose_draws()
+    {
+        var dir = TestUtil.TempDir("study-diag");
+        var plan = Plan(dir, DiagnosticPlan.Replace("seeds = [0, 1]", "seeds = [1]").Replace("[[variants]]\nname = \"debiased\"\nremedy = [\"debiased\"]\n", "")
+                                           .Replace("variant = [\"baseline\", \"debiased\"]", "variant = \"baseline\"").Replace("variants = [\"debiased\"]", "variants = [\"baseline\"]"));
+        var runner = new StudyRunner(plan, Out(dir));
+        Assert.Equal(1, runner.RunAll());
+        var r = JsonNode.Parse(File.ReadAllText(Path.Combine(Out(dir), "results", "baseline-seed1.json")))!;
+        var sweep = r["evaluations"]!.AsArray().Where(e => (string?)e!["sweep"] == "steps").ToList();
+        Assert.Equal([20, 5], sweep.Select(e => (int)e!["nfe"]!));
+        Assert.All(sweep, e => Assert.Equal(48, (int)e!["n"]!));
+        var run = r["diagnostics"]!["x0-bias"]!.AsObject();
+        Assert.Equal("baseline", (string?)run["label"]);
+
+        // The report's x0-bias.json, from the result file, equals diagnose's own output for the same checkpoint and settings.
+        string report = Path.Combine(dir, "report", "report.md");
+        string text = StudyReport.Write(plan, Out(dir), report, "test");
+        Assert.Contains("## Diagnostic `x0-bias`", text);
+        Assert.Contains("report-diagnostics/x0-bias/x0-bias.png", text);
+        Assert.Contains("## Sweep `steps` on `baseline` (fid at step 20, n = 48, seeds 1)", text);
+        Assert.True(File.Exists(Path.Combine(dir, "report", "report-sweep-steps.png")));
+        var job = plan.Jobs().Single();
+        var d = plan.Diagnostics.Single();
+        using (var m = Diffusion.Diagnostics.DiagnosticModel.FromCheckpoint(new StudyFolder(Out(dir)).Checkpoint(job, plan.Steps), "baseline"))
+            Diffusion.Diagnostics.X0Bias.Write(Path.Combine(dir, "direct"), [Diffusion.Diagnostics.X0Bias.Run(m, d.Settings)], d.Settings);
+        Assert.Equal(File.ReadAllText(Path.Combine(dir, "direct", "x0-bias.json")), File.ReadAllText(Path.Combine(dir, "report", "report-diagnostics", "x0-bias", "x0-bias.json")));
+        Assert.Equal(File.ReadAllText(Path.Combine(dir, "direct", "x0-bias.csv")), File.ReadAllText(Path.Combine(dir, "report", "report-diagnostics", "x0-bias", "x0-bias.csv")));
+
+        // A rerun finds the job finished: nothing is redone.
+        Assert.Equal(0, new StudyRunner(plan, Out(dir)).RunAll());
     }
 
     [Theory]

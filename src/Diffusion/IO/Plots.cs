@@ -7,7 +7,7 @@ public static class Plots
 {
     /// <summary>A line plot of one or more named series against x (with <paramref name="markers"/>, each point marked: for few points).</summary>
     public static void Lines(string path, string title, string xLabel, string yLabel,
-                             IEnumerable<(string Name, double[] X, double[] Y)> series, bool logY = false, int width = 900, int height = 600, bool markers = false)
+                             IEnumerable<(string Name, double[] X, double[] Y)> series, bool logY = false, int width = 900, int height = 600, bool markers = false, bool logX = false)
     {
         var plt = new Plot();
         int count = 0;
@@ -15,7 +15,8 @@ public static class Plots
         {
             if (xs.Length == 0) continue;
             var yv = logY ? ys.Select(v => v > 0 ? Math.Log10(v) : double.NaN).ToArray() : ys;
-            var sc = plt.Add.Scatter(xs, yv);
+            var xv = logX ? xs.Select(v => v > 0 ? Math.Log10(v) : double.NaN).ToArray() : xs;
+            var sc = plt.Add.Scatter(xv, yv);
             sc.LegendText = name;
             sc.MarkerSize = markers ? 7 : 0;
             sc.LineWidth = 1.5f;
@@ -26,8 +27,13 @@ public static class Plots
             var ticks = new ScottPlot.TickGenerators.NumericAutomatic { LabelFormatter = v => Math.Pow(10, v).ToString("G3"), MinorTickGenerator = new ScottPlot.TickGenerators.LogMinorTickGenerator() };
             plt.Axes.Left.TickGenerator = ticks;
         }
+        if (logX)
+        {
+            var ticks = new ScottPlot.TickGenerators.NumericAutomatic { LabelFormatter = v => Math.Pow(10, v).ToString("G3"), MinorTickGenerator = new ScottPlot.TickGenerators.LogMinorTickGenerator() };
+            plt.Axes.Bottom.TickGenerator = ticks;
+        }
         plt.Title(title);
-        plt.XLabel(xLabel);
+        plt.XLabel(logX ? xLabel + " (log scale)" : xLabel);
         plt.YLabel(logY ? yLabel + " (log scale)" : yLabel);
         if (count > 1) plt.ShowLegend();
         Save(plt, path, width, height);

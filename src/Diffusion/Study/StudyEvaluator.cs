@@ -104,19 +104,20 @@ public sealed class StudyEvaluator : IDisposable
     public JsonObject Evaluate(TrainedModel model, EvalTask task)
     {
         var e = plan.Evaluation;
+        int n = task.N ?? e.N;   // a sweep's own n: the first n of the plan's x_T
         var cpu0 = Process.GetCurrentProcess().TotalProcessorTime;
         var sc = SampleRun.Resolve(model.Config.Sample, task.Assignments, model.Schedule.T);
         var sampler = Samplers.Create(sc, model.Schedule, clipDefault: model.IsImage);
         var sw = Stopwatch.StartNew();
         using var noise = NoiseSource.PerSample(e.Seed);
         using var denoiser = model.CreateDenoiser(noise, sc);
-        var indices = Enumerable.Range(0, e.N).Select(i => (long)i).ToArray();
+        var indices = Enumerable.Range(0, n).Select(i => (long)i).ToArray();
         using var samples = SampleRun.DrawIndexed(sampler, denoiser, noise, indices, model.ExampleShape, ScalarType.Float32, e.BatchSize);
         double sampleSeconds = sw.Elapsed.TotalSeconds;
         sw.Restart();
         using var features = extractor.Extract(samples);
         using var raw = samples.reshape(samples.shape[0], -1);
-        var options = new EvalOptions { Metrics = e.Metrics, KidSubsets = e.KidSubsets, KidSubsetSize = Math.Min(e.KidSubsetSize, e.N), K = e.K, MmdMax = e.MmdN, Seed = 0 };
+        var options = new EvalOptions { Metrics = e.Metrics, KidSubsets = e.KidSubsets, KidSubsetSize = Math.Min(e.KidSubsetSize, n), K = e.K, MmdMax = e.MmdN, Seed = 0 };
         var result = Evaluation.Run(e.Features, features, reference, options, raw);
         if (reference.Mixture is { } mix && result.Mixture is not null && e.MixtureMinPerMode != 1)
             result.Mixture = MixtureMetrics.Score(mix, raw, e.MixtureMinPerMode);
@@ -130,7 +131,7 @@ public sealed class StudyEvaluator : IDisposable
             ["point"] = task.Point?.Label,
             ["sampler"] = Samplers.Describe(sc),
             ["nfe"] = sampler.Evaluations,
-            ["n"] = e.N,
+            ["n"] = n,
             ["sample_seed"] = e.Seed,
             ["sample_seconds"] = Math.Round(sampleSeconds, 3),
             ["score_seconds"] = Math.Round(scoreSeconds, 3),

@@ -11,7 +11,7 @@ namespace Diffusion.Study;
 /// <c>job.lock</c> (the worker that claimed it, a <see cref="Training.RunLock"/>), <c>progress.json</c> (what the
 /// worker is doing), <c>run/</c> (the training run folder, resumable), <c>checkpoints/step-NNNNNNN.ckpt</c> (a copy of the
 /// checkpoint at each evaluation step), <c>train.json</c> (the finished training's measurements) and
-/// <c>evals/&lt;key&gt;.json</c> (each finished evaluation), and <c>failed.json</c> when the job failed.
+/// <c>evals/&lt;key&gt;.json</c> (each finished evaluation), <c>diagnostics/&lt;name&gt;.json</c> (each finished diagnostic), and <c>failed.json</c> when the job failed.
 /// </summary>
 public sealed class StudyFolder(string dir)
 {
@@ -26,6 +26,8 @@ public sealed class StudyFolder(string dir)
     public string TrainInfo(StudyJob job) => Path.Combine(Work(job), "train.json");
     public string Eval(StudyJob job, EvalTask task) => Path.Combine(Work(job), "evals", task.Key + ".json");
     public string Progress(StudyJob job) => Path.Combine(Work(job), "progress.json");
+    /// <summary>A finished diagnostic of the job's final checkpoint (the plan's <c>[[diagnostics]]</c>).</summary>
+    public string Diagnostic(StudyJob job, StudyDiagnostic d) => Path.Combine(Work(job), "diagnostics", d.Name + ".json");
     public string Lock(StudyJob job) => Path.Combine(Work(job), LockFile);
     /// <summary>Written when a job fails with a user error (e.g. its training diverged): workers skip it until it is deleted.</summary>
     public string Failed(StudyJob job) => Path.Combine(Work(job), "failed.json");

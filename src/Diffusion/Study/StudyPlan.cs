@@ -20,9 +20,18 @@ public sealed record StudySampler(string Label, IReadOnlyList<KeyValuePair<strin
 /// <summary>One value of a sampling-only sweep: its label and the extra <c>sample.KEY=value</c> assignments (e.g. eps-scale-b).</summary>
 public sealed record SweepPoint(string Label, IReadOnlyList<KeyValuePair<string, string>> Assignments);
 
-/// <summary>A sampling-only sweep: extra evaluations of one variant's checkpoints with each point's options on top of the listed samplers; no extra training.</summary>
-/// <remarks>With <paramref name="FinalOnly"/> it runs at the final checkpoint only; otherwise wherever its samplers run.</remarks>
-public sealed record StudySweep(string Name, string Variant, IReadOnlyList<string> Samplers, IReadOnlyList<SweepPoint> Points, bool FinalOnly = false);
+/// <summary>
+/// A sampling-only sweep: extra evaluations of some variants' checkpoints with each point's options on top of the listed
+/// samplers; no extra training. With <paramref name="FinalOnly"/> it runs at the final checkpoint only, otherwise wherever
+/// its samplers run; with <paramref name="Seeds"/> only in the jobs of those seeds (null: every seed of its variants);
+/// with <paramref name="N"/> on that many samples (the first N of the plan's x_T) instead of the plan's n.
+/// </summary>
+public sealed record StudySweep(string Name, IReadOnlyList<string> Variants, IReadOnlyList<string> Samplers, IReadOnlyList<SweepPoint> Points, bool FinalOnly = false,
+                               IReadOnlyList<long>? Seeds = null, int? N = null)
+{
+    /// <summary>Whether the sweep runs in the job of <paramref name="variant"/> with <paramref name="seed"/> (null: any of its seeds).</summary>
+    public bool AppliesTo(string variant, long? seed) => Variants.Contains(variant) && (seed is null || Seeds is null || Seeds.Contains(seed.Value));
+}
 
 /// <summary>
 /// A claim of a paper the study tests (<c>[[claims]]</c>): the row <see cref="Row"/> of <see cref="Variant"/> at
@@ -78,6 +87,9 @@ public sealed record EvalTask(long Step, StudySampler Sampler, StudySweep? Sweep
 
     /// <summary>The sample assignments: the sampler's, then the sweep point's.</summary>
     public IReadOnlyList<KeyValuePair<string, string>> Assignments => Point is null ? Sampler.Assignments : [.. Sampler.Assignments, .. Point.Assignments];
+
+    /// <summary>Its own sample count (a sweep's <c>n</c>), or null for the plan's.</summary>
+    public int? N => Sweep?.N;
 }
 
 /// <summary>A job of a study: one variant trained with one seed, then evaluated.</summary>
@@ -113,6 +125,12 @@ public sealed class StudyPlan
     public required string PrimaryMetric { get; init; }
     /// <summary>The papers' claims the report gives a verdict on (none by default).</summary>
     public IReadOnlyList<StudyClaim> Claims { get; init; } = [];
+    /// <summary>Per-model diagnostics run on final checkpoints (none by default).</summary>
+    public IReadOnlyList<StudyDiagnostic> Diagnostics { get; init; } = [];
+
+    /// <summary>The diagnostics a job runs after its evaluations: those of its seed that list its variant, and all of its seed for the baseline.</summary>
+    public IReadOnlyList<StudyDiagnostic> DiagnosticsFor(StudyJob job) =>
+        Diagnostics.Where(d => d.Seed == job.Seed && (job.Variant.Name == Baseline || d.Variants.Contains(job.Variant.Name))).ToList();
 
     /// <summary>Result keys the report knows, with whether lower is better.</summary>
     public static readonly IReadOnlyDictionary<string, bool> LowerIsBetter = new Dictionary<string, bool>
@@ -141,15 +159,18 @@ public sealed class StudyPlan
 
     public StudyVariant Variant(string name) => Variants.First(v => v.Name == name);
 
-    /// <summary>The evaluations of a variant's job, in order: per checkpoint, the samplers (final-only ones at the last), then the sweeps on it.</summary>
-    public IReadOnlyList<EvalTask> Tasks(StudyVariant variant)
+    /// <summary>The evaluations of a job, in order: per checkpoint, the samplers (final-only ones at the last), then the sweeps on it.</summary>
+    public IReadOnlyList<EvalTask> Tasks(StudyJob job) => Tasks(job.Variant, job.Seed);
+
+    /// <summary>The evaluations of a variant's job with <paramref name="seed"/> (null: with the sweeps of every seed).</summary>
+    public IReadOnlyList<EvalTask> Tasks(StudyVariant variant, long? seed = null)
     {
         var tasks = new List<EvalTask>();
         foreach (var step in EvalSteps)
         {
             bool final = step == EvalSteps[^1];
             foreach (var s in Samplers.Where(s => final || !s.FinalOnly)) tasks.Add(new EvalTask(step, s, null, null));
-            foreach (var sweep in Sweeps.Where(w => w.Variant == variant.Name && (final || !w.FinalOnly)))
+            foreach (var sweep in Sweeps.Where(w => w.AppliesTo(variant.Name, seed) && (final || !w.FinalOnly)))
                 foreach (var s in Samplers.Where(s => sweep.Samplers.Contains(s.Label) && (final || !s.FinalOnly)))
                     foreach (var p in sweep.Points) tasks.Add(new EvalTask(step, s, sweep, p));
         }
@@ -169,7 +190,7 @@ public sealed class StudyPlan
     public string Identity(EvalTask task) => new JsonObject
     {
         ["sample"] = new JsonArray(task.Assignments.Select(a => (JsonNode)$"{a.Key}={a.Value}").ToArray()),
-        ["evaluation"] = JsonSerializer.SerializeToNode(Evaluation with { DataDir = null, ClassifierCache = null, InceptionWeights = null }),
+        ["evaluation"] = JsonSerializer.SerializeToNode(Evaluation with { N = task.N ?? Evaluation.N, DataDir = null, ClassifierCache = null, InceptionWeights = null }),
     }.ToJsonString();
 
     /// <summary>The resolved run config of a job: the base config, the variant's remedies, the plan's then the variant's <c>--set</c>s, the budget and the seed.</summary>
@@ -192,7 +213,7 @@ public sealed class StudyPlan
                 var cfg = ConfigFor(new StudyJob(v, seed));
                 if (cfg.Model.Conditional) throw new UserError($"{Path}: variant '{v.Name}': class-conditional models (model.num-classes) are not supported by diffusion study");
                 var schedule = cfg.Schedule.Build();
-                foreach (var task in Tasks(v).DistinctBy(t => t.Label))
+                foreach (var task in Tasks(v, seed).DistinctBy(t => t.Label))
                 {
                     string what = task.Point is null ? $"sampler '{task.Sampler.Label}'" : $"sweep '{task.Sweep!.Name}' point '{task.Point.Label}' with sampler '{task.Sampler.Label}'";
                     try
@@ -239,7 +260,7 @@ public sealed class StudyPlan
         try { root = ConfigLoader.ParseTree(File.ReadAllText(path), "toml", path); }
         catch (ConfigException err) { throw new UserError(err.Message); }
         var r = new Reader(path);
-        r.Keys(root, "", ["name", "config", "set", "steps", "eval-steps", "seeds", "baseline", "variants", "samplers", "sweeps", "evaluation", "report", "claims"]);
+        r.Keys(root, "", ["name", "config", "set", "steps", "eval-steps", "seeds", "baseline", "variants", "samplers", "sweeps", "evaluation", "report", "claims", "diagnostics"]);
 
         string config = r.Str(root, "config", "") is { Length: > 0 } c ? c : throw r.Error("config", "is required: a preset name (demo, toy, …) or a config file, as train --config");
         bool looksLikeFile = config.Contains('/') || config.EndsWith(".toml", StringComparison.Ordinal) || config.EndsWith(".json", StringComparison.Ordinal);
@@ -293,10 +314,21 @@ public sealed class StudyPlan
         var sweeps = new List<StudySweep>();
         foreach (var (w, at) in r.Tables(root, "sweeps", required: false))
         {
-            r.Keys(w, at, ["name", "variant", "samplers", "points", "final-only"]);
+            r.Keys(w, at, ["name", "variant", "samplers", "points", "final-only", "seeds", "n"]);
             string name = r.Name(w, at);
-            string variant = r.Str(w, "variant", "", at + ".variant");
-            if (!variants.Any(v => v.Name == variant)) throw r.Error(at + ".variant", $"no variant named '{variant}'");
+            var sweepVariants = r.Strs(w, at + ".variant", "variant");
+            if (sweepVariants.Count == 0) throw r.Error(at + ".variant", "is required: a variant name or a list of them");
+            foreach (var variant in sweepVariants)
+                if (!variants.Any(v => v.Name == variant)) throw r.Error(at + ".variant", $"no variant named '{variant}'");
+            List<long>? sweepSeeds = null;
+            if (w.ContainsKey("seeds"))
+            {
+                sweepSeeds = r.Longs(w, "seeds", required: true, min: 0, at: at + ".seeds");
+                foreach (var seed in sweepSeeds)
+                    if (!sweepVariants.Any(v => variants.First(x => x.Name == v).Seeds.Contains(seed)))
+                        throw r.Error(at + ".seeds", $"seed {seed} is not a seed of {string.Join(" or ", sweepVariants)}");
+            }
+            int? sweepN = w.ContainsKey("n") ? (int)r.Long(w, "n", null, 2, at + ".n") : null;
             var labels = w.ContainsKey("samplers") ? r.Strs(w, at + ".samplers", "samplers") : samplers.Select(s => s.Label).ToList();
             foreach (var l in labels)
                 if (!samplers.Any(s => s.Label == l)) throw r.Error(at + ".samplers", $"no sampler labelled '{l}'");
@@ -306,10 +338,10 @@ public sealed class StudyPlan
                 r.Keys(p, pat, ["label", "options"]);
                 string label = r.Label(p, pat);
                 if (points.Any(x => x.Label == label)) throw r.Error(pat + ".label", $"'{label}' is given twice");
-                points.Add(new SweepPoint(label, r.Options(p, pat)));
+                points.Add(new SweepPoint(label, r.Options(p, pat, stepsAllowed: true)));
             }
             if (sweeps.Any(x => x.Name == name)) throw r.Error(at + ".name", $"'{name}' is given twice");
-            sweeps.Add(new StudySweep(name, variant, labels, points, r.Bool(w, "final-only", false, at + ".final-only")));
+            sweeps.Add(new StudySweep(name, sweepVariants, labels, points, r.Bool(w, "final-only", false, at + ".final-only"), sweepSeeds, sweepN));
         }
 
         var e = root["evaluation"] as JsonObject ?? throw r.Error("evaluation", "is required: a table with n, seed, reference, features, metrics");
@@ -367,12 +399,40 @@ public sealed class StudyPlan
                                       claimMetric, effect));
         }
 
+        var diagnostics = new List<StudyDiagnostic>();
+        foreach (var (g, at) in r.Tables(root, "diagnostics", required: false))
+        {
+            r.Keys(g, at, ["name", "variants", "seed", "n", "steps", "grid-points", "delta", "permutations", "bandwidth"]);
+            string name = r.Str(g, "name", "", at + ".name");
+            if (!StudyDiagnostic.Names.Contains(name))
+                throw r.Error(at + ".name", $"expected one of {string.Join(", ", StudyDiagnostic.Names)}, got '{name}' (mixture-steps: a [[sweeps]] over steps)");
+            if (diagnostics.Any(x => x.Name == name)) throw r.Error(at + ".name", $"'{name}' is given twice");
+            var dv = r.Strs(g, at + ".variants", "variants");
+            if (dv.Count == 0) throw r.Error(at + ".variants", "is required: the variants whose curve is drawn over the baseline's");
+            long seed = r.Long(g, "seed", seeds[0], 0, at + ".seed");
+            foreach (var v in dv.Append(baseline))
+            {
+                var variant = variants.FirstOrDefault(x => x.Name == v) ?? throw r.Error(at + ".variants", $"no variant named '{v}'");
+                if (!variant.Seeds.Contains(seed)) throw r.Error(at + ".seed", $"{seed} is not a seed of variant '{v}'");
+            }
+            foreach (var (key, owner) in new[] { ("delta", "lipschitz"), ("permutations", "error-propagation"), ("bandwidth", "error-propagation") })
+                if (g.ContainsKey(key) && name != owner) throw r.Error($"{at}.{key}", $"applies to {owner} only");
+            string bandwidth = r.Str(g, "bandwidth", "nearest", at + ".bandwidth");
+            try { MmdBandwidth.Parse(bandwidth); }
+            catch (UserError err) { throw r.Error(at + ".bandwidth", err.Message); }
+            double delta = 1.0;
+            if (g["delta"] is JsonNode dn)
+                delta = dn is JsonValue dvv && (dvv.TryGetValue<double>(out var dx) || (dvv.TryGetValue<long>(out var dl) && (dx = dl) == dl)) && dx > 0 ? dx : throw r.Error(at + ".delta", $"expected a positive number of steps, got {dn.ToJsonString()}");
+            diagnostics.Add(new StudyDiagnostic(name, dv, seed, (int)r.Long(g, "n", 128, 2, at + ".n"), (int)r.Long(g, "steps", 100, 1, at + ".steps"),
+                (int)r.Long(g, "grid-points", 25, 2, at + ".grid-points"), delta, (int)r.Long(g, "permutations", 100, 0, at + ".permutations"), bandwidth));
+        }
+
         return new StudyPlan
         {
             Path = path, Name = r.Str(root, "name", System.IO.Path.GetFileNameWithoutExtension(path)), Config = config,
             Sets = r.Strs(root, "set", "set"), Steps = steps, EvalSteps = evalSteps, Seeds = seeds, Baseline = baseline,
             Variants = variants, Samplers = samplers, Sweeps = sweeps, Evaluation = evaluation, PrimaryMetric = metric,
-            Claims = claims,
+            Claims = claims, Diagnostics = diagnostics,
         };
     }
 
@@ -455,15 +515,16 @@ public sealed class StudyPlan
             return label.Length > 0 ? label : throw Error(at + ".label", "is required");
         }
 
-        // options = { eps-scale-b = 1.004, sigmas = "karras" }: sample.KEY=value assignments as diffusion sample makes them.
-        public List<KeyValuePair<string, string>> Options(JsonObject o, string at)
+        // options = { eps-scale-b = 1.004, sigmas = "karras" }: sample.KEY=value assignments as diffusion sample makes them. A
+        // sweep point may set steps (a sweep over the number of steps); a sampler gives its sampler and steps as keys of its own.
+        public List<KeyValuePair<string, string>> Options(JsonObject o, string at, bool stepsAllowed = false)
         {
             if (o["options"] is not JsonNode n) return [];
             if (n is not JsonObject t) throw Error(at + ".options", "expected a table, e.g. { eps-scale-b = 1.004 }");
             var list = new List<KeyValuePair<string, string>>();
             foreach (var (k, v) in t)
             {
-                if (k is "sampler" or "steps") throw Error($"{at}.options.{k}", $"give {k} in the sampler itself");
+                if (k == "sampler" || (k == "steps" && !stepsAllowed)) throw Error($"{at}.options.{k}", $"give {k} in the sampler itself");
                 if (v is null || v is JsonObject) throw Error($"{at}.options.{k}", "expected a value");
                 list.Add(new(k, v.ToJsonString()));
             }

@@ -186,18 +186,71 @@ public static class StudyReport
             }
         md.AppendLine();
 
-        // Sampling-only sweeps.
-        foreach (var sweep in plan.Sweeps.Where(w => variants.Contains(w.Variant)))
+        // Sampling-only sweeps: a table per variant, and a plot against the point when every point's label is a number.
+        foreach (var sweep in plan.Sweeps.Where(w => w.Variants.Any(variants.Contains)))
         {
-            md.AppendLine($"## Sweep `{sweep.Name}` on `{sweep.Variant}` ({pm} at step {final})");
+            var on = sweep.Variants.Where(variants.Contains).ToList();
+            string where = (sweep.N is int sn ? $", n = {sn}" : "") + (sweep.Seeds is { } ss ? $", seeds {string.Join(", ", ss)}" : "");
+            md.AppendLine($"## Sweep `{sweep.Name}` on {string.Join(", ", on.Select(v => $"`{v}`"))} ({pm} at step {final}{where})");
             md.AppendLine();
-            md.AppendLine($"| {sweep.Name} | seeds | {string.Join(" | ", sweep.Samplers)} |");
+            md.AppendLine($"| variant | {sweep.Name} | {string.Join(" | ", sweep.Samplers)} |");
             md.AppendLine($"|---|---|{string.Concat(sweep.Samplers.Select(_ => "---|"))}");
-            md.AppendLine($"| (plan's sampler) | {Seeds(sweep.Variant)} | {string.Join(" | ", sweep.Samplers.Select(l => Cell(Values(sweep.Variant, final, l, pm))))} |");
-            foreach (var p in sweep.Points)
-                md.AppendLine($"| {p.Label} | {Seeds(sweep.Variant)} | {string.Join(" | ", sweep.Samplers.Select(l => Cell(Values(sweep.Variant, final, $"{l} {sweep.Name}={p.Label}", pm))))} |");
+            foreach (var v in on)
+            {
+                // The plan's own rows are on another n when the sweep has its own: not the sweep's b = 1 row then.
+                if (sweep.N is null) md.AppendLine($"| {v} | (plan's sampler) | {string.Join(" | ", sweep.Samplers.Select(l => Cell(Values(v, final, l, pm))))} |");
+                foreach (var p in sweep.Points)
+                    md.AppendLine($"| {v} | {p.Label} | {string.Join(" | ", sweep.Samplers.Select(l => Cell(Values(v, final, $"{l} {sweep.Name}={p.Label}", pm))))} |");
+            }
+            md.AppendLine();
+            md.AppendLine("Cells are mean ± standard deviation over the seeds the sweep ran on.");
+            md.AppendLine();
+            var xs = sweep.Points.Select(p => double.TryParse(p.Label, NumberStyles.Float, C, out double x) ? x : double.NaN).ToArray();
+            if (xs.All(double.IsFinite) && xs.Length > 1)
+            {
+                string png = $"{stem}-sweep-{StudyPlan.Safe(sweep.Name)}.png";
+                var series = on.SelectMany(v => sweep.Samplers.Select(l =>
+                {
+                    var pts = sweep.Points.Select((p, i) => (xs[i], Values(v, final, $"{l} {sweep.Name}={p.Label}", pm))).Where(q => q.Item2.Count > 0).OrderBy(q => q.Item1).ToList();
+                    return (sweep.Samplers.Count == 1 ? v : $"{v} {l}", pts.Select(q => q.Item1).ToArray(), pts.Select(q => q.Item2.Average()).ToArray());
+                })).Where(c => c.Item2.Length > 0).ToList();
+                if (series.Count > 0)
+                {
+                    // Log x when the points span a decade or more (step counts 1000 → 10), linear otherwise (b = 1.004 … 1.017).
+                    bool logX = xs.Min() > 0 && xs.Max() / xs.Min() >= 10;
+                    Plots.Lines(Path.Combine(dir, png), $"{plan.Name}: {pm} against {sweep.Name} (step {final}{where}; mean over seeds)", sweep.Name, pm, series, markers: true, logX: logX);
+                    md.AppendLine($"![{pm} against {sweep.Name}, one line per variant and sampler, seeds averaged]({png})");
+                    md.AppendLine();
+                }
+            }
+        }
+        // Each remedy's own diagnostic with the baseline's overlaid, drawn from the per-model runs kept in the results.
+        foreach (var d in plan.Diagnostics)
+        {
+            var runs = new List<JsonObject>();
+            foreach (var v in d.Variants.Prepend(plan.Baseline).Distinct())
+                if (results.FirstOrDefault(r => r["variant"]!.GetValue<string>() == v && r["seed"]!.GetValue<long>() == d.Seed)?["diagnostics"]?[d.Name] is JsonObject run)
+                    runs.Add(run);
+            md.AppendLine($"## Diagnostic `{d.Name}`: {string.Join(", ", d.Variants.Select(v => $"`{v}`"))} against `{plan.Baseline}` (seed {d.Seed}, final checkpoint)");
+            md.AppendLine();
+            if (runs.Count == 0)
+            {
+                md.AppendLine("Not measured yet.");
+                md.AppendLine();
+                continue;
+            }
+            string sub = $"{stem}-diagnostics/{d.Name}";
+            StudyDiagnostics.Write(d, runs, Path.Combine(dir, sub));
+            md.AppendLine(string.Create(C, $"N = {d.N}, {d.Steps} backward steps (DDPM), held-out data `{runs[0]["held_out"]}`; `{sub}/{d.Name}.json` holds every number, as `diffusion diagnose {d.Name}` writes it."));
+            md.AppendLine();
+            md.AppendLine("| model | summary |");
+            md.AppendLine("|---|---|");
+            foreach (var run in runs) md.AppendLine($"| {run["label"]} | {StudyDiagnostics.Summary(d, run)} |");
+            md.AppendLine();
+            md.AppendLine($"![{d.Name}: {string.Join(", ", runs.Select(r => r["label"]))}]({sub}/{d.Name}.png)");
             md.AppendLine();
         }
+
         // The papers' claims, each with a verdict by the stated rule.
         if (plan.Claims.Count > 0)
         {

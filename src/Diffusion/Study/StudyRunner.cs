@@ -107,7 +107,7 @@ public sealed class StudyRunner(StudyPlan plan, string outDir, Action<string>? l
         var cfg = plan.ConfigFor(job);
         log?.Invoke($"study: {job.Id}");
         var info = Train(job, cfg);
-        var tasks = plan.Tasks(job.Variant);
+        var tasks = plan.Tasks(job);
         var evals = new JsonArray();
         TrainedModel? model = null;   // the checkpoint of the current step, loaded once for its evaluations
         try
@@ -141,6 +141,25 @@ public sealed class StudyRunner(StudyPlan plan, string outDir, Action<string>? l
             }
         }
         finally { model?.Dispose(); }
+        var diagnostics = new JsonObject();
+        foreach (var d in plan.DiagnosticsFor(job))
+        {
+            string path = folder.Diagnostic(job, d);
+            var cached = StudyFolder.Read(path);
+            if (cached?["identity"]?.GetValue<string>() != d.Identity())
+            {
+                Progress(job, new JsonObject { ["phase"] = "diagnostic", ["current"] = d.Name });
+                log?.Invoke($"study: {job.Id}: diagnostic {d.Name} (n = {d.N}) at step {plan.Steps}");
+                cached = StudyDiagnostics.Run(d, folder.Checkpoint(job, plan.Steps), job.Variant.Name);
+                cached["identity"] = d.Identity();
+                Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+                StudyFolder.Write(path, cached);
+                cached = StudyFolder.Read(path)!;
+                log?.Invoke($"study: {job.Id}: diagnostic {d.Name}: {StudyDiagnostics.Summary(d, cached)} ({cached["seconds"]} s)");
+                OnEvent?.Invoke(job, "diagnosed " + d.Name);
+            }
+            diagnostics[d.Name] = cached;
+        }
         var loss = RunLog.Read(Path.Combine(folder.Run(job), RunLog.FileName));
         long last = plan.Steps;
         var tail = loss.Where(e => e.Step > last - Math.Min(100, last)).ToList();
@@ -168,6 +187,7 @@ public sealed class StudyRunner(StudyPlan plan, string outDir, Action<string>? l
             ["samples_kept"] = false,
             ["finished_utc"] = DateTime.UtcNow.ToString("o"),
         };
+        if (diagnostics.Count > 0) result.Insert(result.IndexOf("samples_kept"), "diagnostics", diagnostics);
         StudyFolder.Write(folder.Result(job), result);
         Progress(job, new JsonObject { ["phase"] = "done" });
         log?.Invoke($"study: {job.Id} done → {folder.Result(job)}");

@@ -35,7 +35,7 @@ public sealed class StudyStatus
         {
             if (StudyFolder.Read(folder.TrainInfo(job)) is { } t && t["seconds"] is not null)
                 trainRates.Add((job.Variant.Name, t["seconds"]!.GetValue<double>(), t["steps"]!.GetValue<long>()));
-            var evalDir = Path.GetDirectoryName(folder.Eval(job, plan.Tasks(job.Variant)[0]))!;
+            var evalDir = Path.GetDirectoryName(folder.Eval(job, plan.Tasks(job)[0]))!;
             if (Directory.Exists(evalDir)) evals.AddRange(Directory.GetFiles(evalDir, "*.json").Select(StudyFolder.Read).OfType<JsonObject>());
         }
         double? globalTrain = trainRates.Count == 0 ? null : trainRates.Sum(t => t.Seconds) / trainRates.Sum(t => t.Steps);
@@ -43,6 +43,11 @@ public sealed class StudyStatus
         double sampleWork = evals.Sum(e => e["n"]!.GetValue<double>() * e["nfe"]!.GetValue<double>());
         double? sampleRate = sampleWork == 0 ? null : evals.Sum(e => e["sample_seconds"]!.GetValue<double>()) / sampleWork;
         double? scoreRate = evals.Count == 0 ? null : evals.Sum(e => e["score_seconds"]!.GetValue<double>()) / evals.Sum(e => e["n"]!.GetValue<double>());
+        // Diagnostics: seconds per network evaluation over those finished so far; before any, twice the sampling rate (they
+        // run in float32, sampling in the run's precision, bf16-mixed on this project's machine — a rough guess).
+        var diags = plan.Jobs().SelectMany(j => plan.DiagnosticsFor(j).Select(d => StudyFolder.Read(folder.Diagnostic(j, d)))).OfType<JsonObject>()
+            .Where(o => o["nfe"] is not null && o["seconds"] is not null).ToList();
+        double? diagRate = diags.Sum(o => o["nfe"]!.GetValue<double>()) is > 0 and var diagWork ? diags.Sum(o => o["seconds"]!.GetValue<double>()) / diagWork : 2 * sampleRate;
 
         var jobs = new List<JobStatus>();
         double left = 0;
@@ -57,7 +62,7 @@ public sealed class StudyStatus
                 jobs.Add(new JobStatus(job, "failed", $"{failed["error"]} (delete {folder.Failed(job)} to retry)"));
                 continue;
             }
-            var tasks = plan.Tasks(job.Variant);
+            var tasks = plan.Tasks(job);
             int cachedEvals = tasks.Count(t => File.Exists(folder.Eval(job, t)));
             var progress = StudyFolder.Read(folder.Progress(job));
             long trained = File.Exists(folder.TrainInfo(job)) ? plan.Steps
@@ -68,6 +73,7 @@ public sealed class StudyStatus
             {
                 "training" => $"training step {trained}/{plan.Steps}",
                 "evaluation" => $"evaluation {progress!["done"]!.GetValue<int>() + 1} of {progress["total"]} ({progress["current"]})",
+                "diagnostic" => $"diagnostic {progress!["current"]}",
                 _ => "",
             };
             if (!running) detail = trained > 0 || cachedEvals > 0 ? $"partial: trained {trained}/{plan.Steps} steps, {cachedEvals}/{tasks.Count} evaluations cached" : "";
@@ -85,8 +91,11 @@ public sealed class StudyStatus
                     var schedule = cfg.Schedule.Build();
                     k = nfe[(job.Variant.Name, t.Label)] = Samplers.Create(SampleRun.Resolve(cfg.Sample, t.Assignments, schedule.T), schedule, false).Evaluations;
                 }
-                left += plan.Evaluation.N * ((double)k * sampleRate!.Value + scoreRate!.Value);
+                left += (t.N ?? plan.Evaluation.N) * ((double)k * sampleRate!.Value + scoreRate!.Value);
             }
+            int T = plan.ConfigFor(job).Schedule.Timesteps;
+            foreach (var d in plan.DiagnosticsFor(job).Where(d => !File.Exists(folder.Diagnostic(job, d))))
+                left += d.Evaluations(T) * diagRate!.Value;
             perJob[job.Id] = left - before;
         }
         var c = CultureInfo.InvariantCulture;
