@@ -574,28 +574,9 @@ public class StudyTests : IDisposable
         Assert.False(Directory.Exists(Path.Combine(Out(dir), "work")));
     }
 
-    // One job (the baseline, seed 1) of a plan with a sweep on several variants and some seeds at its own n, and a diagnostic.
-    private const string DiagnosticPlan = """
-        name = "diag"
-        config = "toy"
-        set = ["train.batch-size=64", "train.log-every=5", "train.checkpoint-every=10", "model.hidden=32", "model.blocks=1", "train.warmup-steps=5", "schedule.timesteps=100"]
-        steps = 20
-        eval-steps = [10, 20]
-        seeds = [0, 1]
-        baseline = "baseline"
-
-        [[variants]]
-        name = "baseline"
-
-        [[variants]]
-        name = "debiased"
-        remedy = ["debiased"]
-
-        [[samplers]]
-        label = "ddpm-10"
-        sampler = "ddpm"
-        steps = 10
-
+    // The tiny plan with, instead of its sweep and claims, a sweep over steps on both variants, seed 1 only, at its own n,
+    // and a diagnostic on seed 1.
+    private static readonly string DiagnosticPlan = TinyPlan[..TinyPlan.IndexOf("[[sweeps]]", StringComparison.Ordinal)] + """
         [[sweeps]]
         name = "steps"
         variant = ["baseline", "debiased"]
@@ -612,22 +593,15 @@ public class StudyTests : IDisposable
         n = 64
         grid-points = 6
 
-        [evaluation]
-        n = 96
-        seed = 1
-        reference = "toy:gmm-grid"
-        reference-n = 400
-        features = "raw"
-        metrics = ["fid"]
-        """;
+        """ + TinyPlan[TinyPlan.IndexOf("[evaluation]", StringComparison.Ordinal)..TinyPlan.IndexOf("[[claims]]", StringComparison.Ordinal)];
 
     [Fact]
     public void A_sweep_runs_on_its_variants_and_seeds_with_its_own_n()
     {
         var plan = Plan(TestUtil.TempDir("study-sweep"), DiagnosticPlan);
         string Rows(string variant, long seed) => string.Join(", ", plan.Tasks(plan.Jobs().Single(j => j.Variant.Name == variant && j.Seed == seed)).Select(t => $"{t.Step} {t.Label} n={t.N}"));
-        Assert.Equal("10 ddpm-10 n=, 20 ddpm-10 n=", Rows("baseline", 0));
-        Assert.Equal("10 ddpm-10 n=, 20 ddpm-10 n=, 20 ddpm-10 steps=20 n=48, 20 ddpm-10 steps=5 n=48", Rows("debiased", 1));
+        Assert.Equal("15 ddim-5 n=, 30 ddim-5 n=, 30 ddpm-10 n=", Rows("baseline", 0));
+        Assert.Equal("15 ddim-5 n=, 30 ddim-5 n=, 30 ddpm-10 n=, 30 ddpm-10 steps=20 n=48, 30 ddpm-10 steps=5 n=48", Rows("debiased", 1));
         var tasks = plan.Tasks(plan.Jobs().Single(j => j.Id == "baseline-seed1"));
         // The point's steps replace the sampler's; its own n is part of the evaluation's identity, the plan's n is not changed.
         var point = tasks.Single(t => t.Label == "ddpm-10 steps=5");
@@ -658,7 +632,7 @@ public class StudyTests : IDisposable
         string text = StudyReport.Write(plan, Out(dir), report, "test");
         Assert.Contains("## Diagnostic `x0-bias`", text);
         Assert.Contains("report-diagnostics/x0-bias/x0-bias.png", text);
-        Assert.Contains("## Sweep `steps` on `baseline` (fid at step 20, n = 48, seeds 1)", text);
+        Assert.Contains("## Sweep `steps` on `baseline` (fid at step 30, n = 48, seeds 1)", text);
         Assert.True(File.Exists(Path.Combine(dir, "report", "report-sweep-steps.png")));
         var job = plan.Jobs().Single();
         var d = plan.Diagnostics.Single();
