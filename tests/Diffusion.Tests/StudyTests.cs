@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Text.Json.Nodes;
 using Diffusion.Config;
 using Diffusion.Data;
+using Diffusion.Diagnostics;
 using Diffusion.Metrics;
 using Diffusion.Study;
 using Diffusion.Training;
@@ -643,6 +644,45 @@ public class StudyTests : IDisposable
 
         // A rerun finds the job finished: nothing is redone.
         Assert.Equal(0, new StudyRunner(plan, Out(dir)).RunAll());
+    }
+
+    [Fact]
+    public void Every_diagnostic_result_survives_the_result_file()
+    {
+        // Made-up per-model results (a NaN among them, as a Lipschitz K or an MMD² can be): written by diagnose's own
+        // writer from the records, and from the records read back out of their JSON as the report does — the same files.
+        var e = new Estimate(0.25, 0.01);
+        var results = new Dictionary<string, object[]>
+        {
+            ["exposure-bias"] = [new ExposureBias.Result("a", "held", [new ExposureBias.GapRow(3, e, new Estimate(0.2, 0.02))], [new ExposureBias.ReconstructionRow(10, "ddpm", 2, e)]),
+                                 new ExposureBias.Result("b", "held", [new ExposureBias.GapRow(3, new Estimate(double.NaN, 0), e)], [new ExposureBias.ReconstructionRow(10, "ddim", 2, e)])],
+            ["x0-bias"] = [new X0Bias.Result("a", "held", [new X0Bias.Row(0, e, 0.1, 0.01, e), new X0Bias.Row(9, e, 0.2, 0.02, e)])],
+            ["lipschitz"] = [new LipschitzProbe.Result("a", "held", 1.0, [new LipschitzProbe.Row(1, new Estimate(double.PositiveInfinity, 0)), new LipschitzProbe.Row(5, e)])],
+            ["error-propagation"] = [new ErrorPropagation.Result("a", "held", [new ErrorPropagation.Row(4, 0.3, 0.1, 0.01, 2.5)], MmdBandwidth.Nearest),
+                                     new ErrorPropagation.Result("b", "held", [new ErrorPropagation.Row(4, -0.01, 0.1, 0.6, 2.5)], MmdBandwidth.Nearest)],
+        };
+        var dir = TestUtil.TempDir("study-diag-json");
+        foreach (var (name, records) in results)
+        {
+            var d = new StudyDiagnostic(name, ["b"], 0, N: 8, Steps: 4, GridPoints: 3);
+            var s = d.Settings;
+            string direct = Path.Combine(dir, name, "direct"), back = Path.Combine(dir, name, "back");
+            switch (name)
+            {
+                case "exposure-bias": ExposureBias.Write(direct, records.Cast<ExposureBias.Result>().ToList(), s); break;
+                case "x0-bias": X0Bias.Write(direct, records.Cast<X0Bias.Result>().ToList(), s); break;
+                case "lipschitz": LipschitzProbe.Write(direct, records.Cast<LipschitzProbe.Result>().ToList(), s); break;
+                default: ErrorPropagation.Write(direct, records.Cast<ErrorPropagation.Result>().ToList(), s, d.Permutations); break;
+            }
+            var runs = records.Select(r => new JsonObject
+            {
+                ["result"] = JsonNode.Parse(System.Text.Json.JsonSerializer.Serialize(r, r.GetType(), StudyDiagnostics.Json)),
+            }).ToList();
+            StudyDiagnostics.Write(d, runs, back);
+            foreach (var ext in new[] { ".json", ".csv" })
+                Assert.Equal(File.ReadAllText(Path.Combine(direct, name + ext)), File.ReadAllText(Path.Combine(back, name + ext)));
+            Assert.All(runs, r => Assert.False(string.IsNullOrEmpty(StudyDiagnostics.Summary(d, r))));
+        }
     }
 
     [Theory]

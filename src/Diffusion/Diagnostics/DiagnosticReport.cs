@@ -141,6 +141,8 @@ public static class DiagnosticReport
     /// <summary>A JSON array of numbers (null where a value is not finite).</summary>
     public static JsonArray Array(IEnumerable<double> v) => new(v.Select(x => double.IsFinite(x) ? (JsonNode)JsonValue.Create(x) : null).ToArray());
     public static JsonArray Array(IEnumerable<int> v) => new(v.Select(x => (JsonNode)x).ToArray());
+    /// <summary>A JSON number, or null when the value is not finite (JSON has no NaN; a diverged model's values are).</summary>
+    public static JsonNode? Number(double v) => double.IsFinite(v) ? JsonValue.Create(v) : null;
 
     /// <summary>The settings as JSON, for the output files.</summary>
     public static JsonObject Json(DiagnosticSettings s) => new()

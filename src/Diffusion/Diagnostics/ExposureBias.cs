@@ -90,10 +90,10 @@ public static class ExposureBias
             ["t"] = DiagnosticReport.Array(r.Gap.Select(g => g.T)),
             ["gap"] = DiagnosticReport.Array(r.Gap.Select(g => g.Gap)),
             ["gap_se"] = DiagnosticReport.Array(r.Gap.Select(g => g.GapSe)),
-            ["mean_gap"] = r.Gap.Average(g => g.Gap),
+            ["mean_gap"] = DiagnosticReport.Number(r.Gap.Average(g => g.Gap)),
             ["reconstruction"] = new JsonArray(r.Reconstruction.Select(c => (JsonNode)new JsonObject
             {
-                ["start_t"] = c.Start, ["chain"] = c.Chain, ["steps"] = c.Steps, ["mean_abs_error"] = c.MeanAbsError.Mean, ["se"] = c.MeanAbsError.Se,
+                ["start_t"] = c.Start, ["chain"] = c.Chain, ["steps"] = c.Steps, ["mean_abs_error"] = DiagnosticReport.Number(c.MeanAbsError.Mean), ["se"] = DiagnosticReport.Number(c.MeanAbsError.Se),
             }).ToArray()),
         }));
         DiagnosticReport.WriteJson(Path.Combine(dir, "exposure-bias.json"), json);
