@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# One working session of the issue-12 studies on a fresh machine, where only the repository survives between sessions:
+#
+#   experiments/study-session.sh start UNTIL     # seed the study folders from the committed results, start two workers
+#   experiments/study-session.sh status          # both plans' --status
+#   experiments/study-session.sh sync            # copy new results into docs/results/study-*/, regenerate the reports
+#
+# UNTIL is a UTC clock time (HH:MM) or date-time by which the workers must be done: each worker claims only jobs whose
+# estimated time left ends before it (diffusion study --until), so end the session's work ≈ 10 minutes after it.
+# The workers run the ./diffusion of the checkout this script is in — build it first, and do not rebuild it while they
+# run (work on another clone). Worker 1 takes the Fashion-MNIST plan's jobs, then the grid plan's; worker 2 the other
+# way round; one libtorch thread each, OMP_WAIT_POLICY=PASSIVE. Study folders and logs go to STUDY_ROOT (default
+# runs/ of this checkout): STUDY_ROOT/study-fashion, STUDY_ROOT/study-grid, STUDY_ROOT/w1.log, STUDY_ROOT/w2.log.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+runs="${STUDY_ROOT:-$root/runs}"
+plans=(fashion grid)
+cmd="${1:-}"
+
+case "$cmd" in
+  start)
+    [ $# -eq 2 ] || { echo "usage: $0 start UNTIL (a UTC time HH:MM or an ISO date-time)" >&2; exit 2; }
+    until_time="$2"
+    [ -x "$root/diffusion" ] || { echo "error: $root/diffusion not found: build the project first" >&2; exit 2; }
+    for p in "${plans[@]}"; do
+      dir="$runs/study-$p"
+      mkdir -p "$dir/results"
+      # Finished jobs are never redone: the committed result files (and the features they were scored in) come first.
+      if compgen -G "$root/docs/results/study-$p/results/*.json" > /dev/null; then
+        cp -n "$root/docs/results/study-$p/results/"*.json "$dir/results/"
+      fi
+      [ -f "$root/docs/results/study-$p/features.json" ] && cp -n "$root/docs/results/study-$p/features.json" "$dir/"
+    done
+    worker() {
+      local first="$1" second="$2" log="$3"
+      ( cd "$root"
+        for p in "$first" "$second"; do
+          OMP_WAIT_POLICY=PASSIVE ./diffusion study "experiments/study-$p.toml" --out "$runs/study-$p" --threads 1 --until "$until_time" || true
+        done ) >> "$log" 2>&1 &
+      echo "worker: $first then $second → $log (pid $!)"
+    }
+    worker fashion grid "$runs/w1.log"
+    sleep 20   # the first claims its job before the second looks
+    worker grid fashion "$runs/w2.log"
+    ;;
+  status)
+    for p in "${plans[@]}"; do
+      echo "== study-$p"
+      "$root/diffusion" study "$root/experiments/study-$p.toml" --out "$runs/study-$p" --status | tail -n 3
+    done
+    ;;
+  sync)
+    for p in "${plans[@]}"; do
+      dir="$runs/study-$p" docs="$root/docs/results/study-$p"
+      [ -d "$dir/results" ] || continue
+      mkdir -p "$docs/results"
+      cp -u "$dir/results/"*.json "$docs/results/" 2>/dev/null || true
+      [ -f "$dir/features.json" ] && cp -u "$dir/features.json" "$docs/"
+      "$root/diffusion" study "$root/experiments/study-$p.toml" --out "$docs" --report
+    done
+    # 10-step sample grids of the Fashion-MNIST variants whose seed-0 checkpoint is on this machine.
+    [ -d "$runs/study-fashion/work" ] && "$root/experiments/study-grids.sh" "$runs/study-fashion" "$root/docs/results/study-fashion/grids"
+    echo "synced: git status docs/results shows what is new"
+    ;;
+  *)
+    echo "usage: $0 start UNTIL | status | sync" >&2
+    exit 2
+    ;;
+esac
