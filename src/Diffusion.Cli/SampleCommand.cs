@@ -131,6 +131,7 @@ public static class SampleCommand
             isImage = trained.IsImage;
             saved = trained.Config.Sample;
             baseDenoiser = null!;
+            if (ext == ".png" && exampleShape is [2]) reference = TrainingPoints(trained.Config.Data, 2000);
         }
         else
         {
@@ -251,6 +252,22 @@ public static class SampleCommand
         string labelsNote = labelRows is not null && ext == ".npy" ? $" (labels → {SampleRun.LabelsPath(outPath)})" : "";
         Console.Error.WriteLine($"sample: {which} with {Samplers.Describe(cfg)}{cond} in {sw.Elapsed.TotalSeconds:F1}s{evals} → {outPath}{labelsNote}");
         return 0;
+    }
+
+    // Up to n points of a 2-D model's training data, drawn under its samples in a PNG; null (with a note) when the data
+    // cannot be read here — the picture is still drawn, without them.
+    private static Tensor? TrainingPoints(Diffusion.Config.DataConfig data, int n)
+    {
+        try
+        {
+            using var all = Diffusion.Data.DataSources.Load(data);
+            return all.Data.narrow(0, 0, Math.Min(n, all.Count)).to_type(ScalarType.Float32);
+        }
+        catch (Diffusion.UserError e)
+        {
+            Console.Error.WriteLine($"sample: the training data is not drawn under the samples ({e.Message})");
+            return null;
+        }
     }
 
     // The sampling settings a part's manifest compares: the sample config, and for a class-conditional model the class

@@ -39,10 +39,21 @@ public static class Plots
         Save(plt, path, width, height);
     }
 
-    /// <summary>A scatter plot of 2-D points, optionally over reference points (e.g. the training data).</summary>
+    /// <summary>
+    /// A scatter plot of 2-D points, optionally over reference points (e.g. the training data). With reference points the
+    /// frame is theirs (their extent, 10 % margin), so that a few far-flung samples do not shrink the data to a dot; the
+    /// title then says how many samples fall outside it.
+    /// </summary>
     public static void Scatter2D(string path, string title, float[] xy, float[]? referenceXy = null, int width = 700, int height = 700)
     {
         var plt = new Plot();
+        if (referenceXy is { Length: >= 4 })
+        {
+            var f = Frame(referenceXy);
+            int outside = Outside(xy, f);
+            if (outside > 0) title += $" ({outside} of {xy.Length / 2} outside the frame)";
+            plt.Axes.SetLimits(f.X0, f.X1, f.Y0, f.Y1);
+        }
         if (referenceXy is not null)
         {
             var r = plt.Add.Scatter(Every(referenceXy, 0), Every(referenceXy, 1));
@@ -53,9 +64,26 @@ public static class Plots
         plt.Title(title);
         plt.XLabel("x₁");
         plt.YLabel("x₂");
-        plt.Axes.SquareUnits();
+        if (referenceXy is null) plt.Axes.SquareUnits();
         if (referenceXy is not null) plt.ShowLegend();
         Save(plt, path, width, height);
+    }
+
+    /// <summary>The frame of interleaved 2-D points (x₀, y₀, x₁, y₁, …): their extent with a 10 % margin on each side.</summary>
+    public static (double X0, double X1, double Y0, double Y1) Frame(float[] xy)
+    {
+        double[] x = Every(xy, 0), y = Every(xy, 1);
+        double mx = 0.1 * (x.Max() - x.Min()), my = 0.1 * (y.Max() - y.Min());
+        return (x.Min() - mx, x.Max() + mx, y.Min() - my, y.Max() + my);
+    }
+
+    /// <summary>How many of the interleaved 2-D points lie outside the frame (a non-finite point counts as outside).</summary>
+    public static int Outside(float[] xy, (double X0, double X1, double Y0, double Y1) f)
+    {
+        int n = 0;
+        for (int i = 0; i + 1 < xy.Length; i += 2)
+            if (!(xy[i] >= f.X0 && xy[i] <= f.X1 && xy[i + 1] >= f.Y0 && xy[i + 1] <= f.Y1)) n++;
+        return n;
     }
 
     private static double[] Every(float[] xy, int offset)
