@@ -58,8 +58,12 @@ case "$cmd" in
       [ -f "$dir/features.json" ] && cp -u "$dir/features.json" "$docs/"
       "$root/diffusion" study "$root/experiments/study-$p.toml" --out "$docs" --report
     done
-    # 10-step sample grids of the Fashion-MNIST variants whose seed-0 checkpoint is on this machine.
-    [ -d "$runs/study-fashion/work" ] && "$root/experiments/study-grids.sh" "$runs/study-fashion" "$root/docs/results/study-fashion/grids"
+    # 10-step samples of the variants whose seed-0 final checkpoint is on this machine: image grids for Fashion-MNIST,
+    # scatters over the training data for the 2-D grid.
+    for p in "${plans[@]}"; do
+      [ -d "$runs/study-$p/work" ] || continue
+      "$root/experiments/study-grids.sh" "$runs/study-$p" "$root/docs/results/study-$p/grids" "$root/experiments/study-$p.toml"
+    done
     echo "synced: git status docs/results shows what is new"
     ;;
   *)

@@ -57,10 +57,10 @@ public static class Plots
         if (referenceXy is not null)
         {
             var r = plt.Add.Scatter(Every(referenceXy, 0), Every(referenceXy, 1));
-            r.LineWidth = 0; r.MarkerSize = 2; r.Color = Colors.Gray.WithAlpha(0.35); r.LegendText = "data";
+            r.LineWidth = 0; r.MarkerSize = 4; r.Color = Colors.C1.WithAlpha(0.45); r.LegendText = "data";
         }
         var s = plt.Add.Scatter(Every(xy, 0), Every(xy, 1));
-        s.LineWidth = 0; s.MarkerSize = 3; s.Color = Colors.C0; s.LegendText = "samples";
+        s.LineWidth = 0; s.MarkerSize = 3; s.Color = Colors.C0.WithAlpha(referenceXy is null ? 1 : 0.8); s.LegendText = "samples";
         plt.Title(title);
         plt.XLabel("x₁");
         plt.YLabel("x₂");
