@@ -44,7 +44,8 @@ public static class StudyCommand
         trained. Workers claim jobs with DIR/work/<job>/job.lock, so several may run the same plan at once; a killed
         worker's job resumes from its training checkpoint and its cached evaluations; a finished job is never redone. A job
         that fails (e.g. its training diverges) is recorded in work/<job>/failed.json and skipped until that is deleted.
-        Samples are not kept (each is scored in memory, then dropped).
+        Samples are scored in memory, then dropped — but for the first few of the plan's [report] samples row at the
+        final checkpoint, which the result keeps for --report to draw.
 
         Two workers on a two-core machine:
           OMP_WAIT_POLICY=PASSIVE nohup diffusion study PLAN.toml --out DIR --threads 1 > w1.log 2>&1 &

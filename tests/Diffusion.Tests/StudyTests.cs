@@ -547,6 +547,8 @@ public class StudyTests : IDisposable
     [InlineData("[[diagnostics]]\nname = \"x0-bias\"\nvariants = [\"debiased\"]\nbandwidth = \"nearest\"\n", "[evaluation]", "diagnostics[0].bandwidth: applies to error-propagation only")]
     [InlineData("[[diagnostics]]\nname = \"lipschitz\"\nvariants = [\"debiased\"]\nseed = 2\n", "[evaluation]", "diagnostics[0].seed: 2 is not a seed of variant 'debiased'")]
     [InlineData("[[diagnostics]]\nname = \"lipschitz\"\nvariants = [\"nobody\"]\n", "[evaluation]", "diagnostics[0].variants: no variant named 'nobody'")]
+    [InlineData("[report]\nsamples = \"nope\"\n", "[[claims]]", "report.samples: no sampler labelled 'nope'; expected one of ddim-5, ddpm-10")]
+    [InlineData("[report]\nsamples = \"ddim-5\"\nsamples-n = 500\n", "[[claims]]", "report.samples-n: 500 is more than the evaluation's n = 96")]
     public void A_bad_plan_is_one_line_naming_the_input(string extra, string before, string expected)
     {
         var dir = TestUtil.TempDir("study-bad");
@@ -683,6 +685,64 @@ public class StudyTests : IDisposable
                 Assert.Equal(File.ReadAllText(Path.Combine(direct, name + ext)), File.ReadAllText(Path.Combine(back, name + ext)));
             Assert.All(runs, r => Assert.False(string.IsNullOrEmpty(StudyDiagnostics.Summary(d, r))));
         }
+    }
+
+    [Fact]
+    public void Kept_samples_are_the_first_samples_of_their_row_and_the_report_draws_them()
+    {
+        var dir = TestUtil.TempDir("study-kept");
+        int at = TinyPlan.IndexOf("[[claims]]", StringComparison.Ordinal);
+        var plan = Plan(dir, TinyPlan[..at].Replace("seeds = [0, 1]", "seeds = [0]") + "[report]\nsamples = \"ddim-5\"\nsamples-n = 10\n\n" + TinyPlan[at..]);
+        Assert.Equal(2, new StudyRunner(plan, Out(dir)).RunAll());
+        var r = JsonNode.Parse(File.ReadAllText(Path.Combine(Out(dir), "results", "baseline-seed0.json")))!;
+        Assert.Equal("ddim-5 at step 30, the first 10", (string?)r["samples_kept"]);
+        var evals = r["evaluations"]!.AsArray().OfType<JsonObject>().ToList();
+        // Only the plain ddim-5 row at the final checkpoint keeps samples (not step 15, not the sweep point, not ddpm-10).
+        Assert.Equal(["30 ddim-5"], evals.Where(e => e["samples"] is not null).Select(e => $"{e["step"]} {e["label"]}"));
+        var kept = evals.Single(e => e["samples"] is not null)["samples"]!.AsObject();
+        Assert.Equal("float32", (string?)kept["dtype"]);
+        Assert.Equal([2L], kept["shape"]!.AsArray().Select(d => (long)d!));
+
+        // They are the first 10 of the evaluation's 96 samples: drawn again here from the checkpoint through the sampling API.
+        var job = plan.Jobs().Single(j => j.Id == "baseline-seed0");
+        var task = plan.Tasks(job).Single(t => t.Step == 30 && t.Label == "ddim-5");
+        using var model = TrainedModel.Load(new StudyFolder(Out(dir)).Checkpoint(job, 30));
+        var sc = Diffusion.Sampling.SampleRun.Resolve(model.Config.Sample, task.Assignments, model.Schedule.T);
+        var sampler = Diffusion.Sampling.Samplers.Create(sc, model.Schedule, clipDefault: model.IsImage);
+        using var noise = Diffusion.Sampling.NoiseSource.PerSample(plan.Evaluation.Seed);
+        using var denoiser = model.CreateDenoiser(noise, sc);
+        using var again = Diffusion.Sampling.SampleRun.DrawIndexed(sampler, denoiser, noise, Enumerable.Range(0, 96).Select(i => (long)i).ToArray(),
+                                                                  model.ExampleShape, TorchSharp.torch.ScalarType.Float32, plan.Evaluation.BatchSize);
+        using var decoded = KeptSamples.Decode(kept);
+        Assert.Equal(again.narrow(0, 0, 10).data<float>().ToArray(), decoded.data<float>().ToArray());
+
+        string text = StudyReport.Write(plan, Out(dir), Path.Combine(dir, "report.md"), "test");
+        Assert.Contains("## Samples: ddim-5 at step 30", text);
+        Assert.Contains("| baseline (seed 0) | debiased (seed 0) |", text);
+        Assert.Contains("![baseline](report-samples/baseline.png)", text);
+        Assert.True(new FileInfo(Path.Combine(dir, "report-samples", "debiased.png")).Length > 1000);
+    }
+
+    [Fact]
+    public void Kept_images_are_the_bytes_of_their_png_grid()
+    {
+        using var g = new TorchSharp.torch.Generator(7);
+        using var images = TorchSharp.torch.randn([5, 1, 4, 3], generator: g);   // some beyond [−1, 1]
+        var kept = KeptSamples.Encode(images, 3);
+        Assert.Equal("uint8", (string?)kept["dtype"]);
+        Assert.Equal(3L, (long)kept["n"]!);
+        Assert.Equal(36, Convert.FromBase64String((string)kept["data"]!).Length);
+        using var back = KeptSamples.Decode(kept);
+        Assert.Equal([3L, 1, 4, 3], back.shape);
+        var x = images.narrow(0, 0, 3).contiguous().data<float>().ToArray();
+        var y = back.data<float>().ToArray();
+        for (int i = 0; i < x.Length; i++)
+        {
+            // The grid's mapping: clamp to [−1, 1], then round((x + 1)·127.5); decoded, re-encoded: the same byte.
+            double expected = Math.Round((Math.Clamp(x[i], -1f, 1f) + 1) * 127.5, MidpointRounding.ToEven);
+            Assert.Equal(expected, Math.Round((y[i] + 1) * 127.5, 3));
+        }
+        Assert.Equal((string)kept["data"]!, (string)KeptSamples.Encode(back, 3)["data"]!);
     }
 
     [Theory]

@@ -15,7 +15,8 @@ namespace Diffusion.Study;
 /// one sampler, sample i from the per-sample generator of (evaluation seed, i) — so every variant starts from the same
 /// x_T and the result does not depend on the batch size — then the plan's metrics in its feature space against the
 /// reference, as <c>diffusion eval</c> computes them. The reference's features are computed once and saved in the study
-/// folder (<c>reference.npz</c>) for every worker. The samples are not kept.
+/// folder (<c>reference.npz</c>) for every worker. The samples are not kept, but for the first few of the plan's
+/// <c>[report] samples</c> row (<see cref="KeptSamples"/>).
 /// </summary>
 public sealed class StudyEvaluator : IDisposable
 {
@@ -140,6 +141,7 @@ public sealed class StudyEvaluator : IDisposable
         };
         // The plan's reference, also when its features were read back from the study's reference.npz.
         o["metrics"]!["reference"] = e.Reference;
+        if (plan.Keeps(task) is int keep and > 0) o["samples"] = KeptSamples.Encode(samples, keep);
         return o;
     }
 

@@ -123,6 +123,17 @@ public sealed class StudyPlan
     public required StudyEvaluation Evaluation { get; init; }
     /// <summary>The metric of the report's comparisons and plot (a key of the evaluation JSON, e.g. fid).</summary>
     public required string PrimaryMetric { get; init; }
+    /// <summary>
+    /// The sampler label whose samples at the final checkpoint are kept in the result files (<c>[report] samples</c>), the
+    /// first <see cref="SamplesN"/> of them, for the report to draw side by side; null: none kept.
+    /// </summary>
+    public string? SamplesSampler { get; init; }
+    /// <summary>How many samples <see cref="SamplesSampler"/> keeps (<c>[report] samples-n</c>, default 64).</summary>
+    public int SamplesN { get; init; } = 64;
+
+    /// <summary>How many of an evaluation's samples its result keeps: <see cref="SamplesN"/> for the kept sampler's plain row at the final checkpoint, else 0.</summary>
+    public int Keeps(EvalTask task) => SamplesSampler is { } l && task.Sweep is null && task.Step == Steps && task.Sampler.Label == l ? SamplesN : 0;
+
     /// <summary>The papers' claims the report gives a verdict on (none by default).</summary>
     public IReadOnlyList<StudyClaim> Claims { get; init; } = [];
     /// <summary>Per-model diagnostics run on final checkpoints (none by default).</summary>
@@ -187,11 +198,16 @@ public sealed class StudyPlan
     /// What an evaluation's result depends on besides the checkpoint: its sample assignments and the evaluation settings.
     /// A cached evaluation is used only when it was made with the same.
     /// </summary>
-    public string Identity(EvalTask task) => new JsonObject
+    public string Identity(EvalTask task)
     {
-        ["sample"] = new JsonArray(task.Assignments.Select(a => (JsonNode)$"{a.Key}={a.Value}").ToArray()),
-        ["evaluation"] = JsonSerializer.SerializeToNode(Evaluation with { N = task.N ?? Evaluation.N, DataDir = null, ClassifierCache = null, InceptionWeights = null }),
-    }.ToJsonString();
+        var o = new JsonObject
+        {
+            ["sample"] = new JsonArray(task.Assignments.Select(a => (JsonNode)$"{a.Key}={a.Value}").ToArray()),
+            ["evaluation"] = JsonSerializer.SerializeToNode(Evaluation with { N = task.N ?? Evaluation.N, DataDir = null, ClassifierCache = null, InceptionWeights = null }),
+        };
+        if (Keeps(task) is int k and > 0) o["keep"] = k;   // only the kept row's identity changes with [report] samples
+        return o.ToJsonString();
+    }
 
     /// <summary>The resolved run config of a job: the base config, the variant's remedies, the plan's then the variant's <c>--set</c>s, the budget and the seed.</summary>
     public RunConfig ConfigFor(StudyJob job)
@@ -368,10 +384,20 @@ public sealed class StudyPlan
             Floor = e.ContainsKey("floor") ? (r.Str(e, "floor", "", "evaluation.floor") is { Length: > 0 } fl ? fl : throw r.Error("evaluation.floor", "expected a data spec of real examples, e.g. fashion-mnist")) : null,
         };
         string metric = "fid";
+        string? keepSampler = null;
+        int keepN = 64;
         if (root["report"] is JsonObject rep)
         {
-            r.Keys(rep, "report", ["metric"]);
+            r.Keys(rep, "report", ["metric", "samples", "samples-n"]);
             metric = r.Str(rep, "metric", metric, "report.metric");
+            if (rep.ContainsKey("samples"))
+            {
+                keepSampler = r.Str(rep, "samples", "", "report.samples");
+                if (!samplers.Any(x => x.Label == keepSampler))
+                    throw r.Error("report.samples", $"no sampler labelled '{keepSampler}'; expected one of {string.Join(", ", samplers.Select(x => x.Label))}");
+            }
+            keepN = (int)r.Long(rep, "samples-n", keepN, 1, "report.samples-n");
+            if (keepN > evaluation.N) throw r.Error("report.samples-n", $"{keepN} is more than the evaluation's n = {evaluation.N}");
         }
         else if (root.ContainsKey("report")) throw r.Error("report", "expected a table");
 
@@ -432,7 +458,7 @@ public sealed class StudyPlan
             Path = path, Name = r.Str(root, "name", System.IO.Path.GetFileNameWithoutExtension(path)), Config = config,
             Sets = r.Strs(root, "set", "set"), Steps = steps, EvalSteps = evalSteps, Seeds = seeds, Baseline = baseline,
             Variants = variants, Samplers = samplers, Sweeps = sweeps, Evaluation = evaluation, PrimaryMetric = metric,
-            Claims = claims, Diagnostics = diagnostics,
+            Claims = claims, Diagnostics = diagnostics, SamplesSampler = keepSampler, SamplesN = keepN,
         };
     }
 

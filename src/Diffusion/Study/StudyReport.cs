@@ -2,6 +2,8 @@ using System.Globalization;
 using System.Text;
 using System.Text.Json.Nodes;
 using Diffusion.IO;
+using TorchSharp;
+using static TorchSharp.torch;
 
 namespace Diffusion.Study;
 
@@ -94,7 +96,8 @@ public static class StudyReport
         double evalWall = results.SelectMany(r => r["evaluations"]!.AsArray()).Sum(e => e!["sample_seconds"]!.GetValue<double>() + e["score_seconds"]!.GetValue<double>());
         md.AppendLine(string.Create(C, $"* **CPU time measured:** {(trainCpu + evalCpu) / 3600:F2} CPU hours ({trainCpu / 3600:F2} training, {evalCpu / 3600:F2} evaluation; the workers' process CPU time, sessions cut short by a kill not counted); wall time {(trainWall + evalWall) / 3600:F2} h summed over jobs."));
         var e = plan.Evaluation;
-        md.AppendLine($"* **Evaluation:** {e.N} samples per checkpoint and sampler, sample seed {e.Seed} for every variant (the same x_T), EMA weights; {e.Features} features against `{e.Reference}` (at most {e.ReferenceN} examples); metrics {string.Join(", ", e.Metrics)}. Samples are not kept.");
+        md.AppendLine($"* **Evaluation:** {e.N} samples per checkpoint and sampler, sample seed {e.Seed} for every variant (the same x_T), EMA weights; {e.Features} features against `{e.Reference}` (at most {e.ReferenceN} examples); metrics {string.Join(", ", e.Metrics)}. " +
+                      (plan.SamplesSampler is { } ks ? $"The first {plan.SamplesN} samples of {ks} at the final checkpoint are kept (drawn below); no others." : "Samples are not kept."));
         if (StudyFolder.Read(StudyEvaluator.FeaturesFile(outDir)) is { } feat)
         {
             string who = feat["classifier"] is JsonObject cls
@@ -165,6 +168,10 @@ public static class StudyReport
                 md.AppendLine();
             }
         }
+
+        // The kept samples, side by side: for each variant, its lowest seed that kept some.
+        if (plan.SamplesSampler is { } keptLabel)
+            KeptSection(md, plan, results, variants, keptLabel, final, dir, stem);
 
         // Each variant against the baseline.
         bool lowerBetter = StudyPlan.LowerIsBetter[pm];
@@ -276,6 +283,67 @@ public static class StudyReport
         string text = md.ToString();
         File.WriteAllText(reportPath, text);
         return text;
+    }
+
+    // "## Samples": a picture per variant (an image grid, or a scatter over the reference data for 2-D samples) drawn
+    // from the samples kept in the result files, in tables of four.
+    private static void KeptSection(StringBuilder md, StudyPlan plan, List<JsonObject> results, List<string> variants, string label, long final, string dir, string stem)
+    {
+        md.AppendLine($"## Samples: {label} at step {final}");
+        md.AppendLine();
+        var pictures = new List<(string Variant, long Seed, string Png)>();
+        Tensor? reference = null;
+        bool referenceTried = false;
+        try
+        {
+            foreach (var v in variants)
+            {
+                var kept = results.Where(r => r["variant"]!.GetValue<string>() == v).OrderBy(r => r["seed"]!.GetValue<long>())
+                    .Select(r => (Seed: r["seed"]!.GetValue<long>(), Samples: r["evaluations"]!.AsArray().OfType<JsonObject>()
+                        .FirstOrDefault(e => e["step"]!.GetValue<long>() == final && e["label"]!.GetValue<string>() == label)?["samples"] as JsonObject))
+                    .FirstOrDefault(k => k.Samples is not null);
+                if (kept.Samples is null) continue;
+                using var samples = KeptSamples.Decode(kept.Samples);
+                if (samples.dim() == 2 && samples.shape[1] == 2 && !referenceTried)
+                {
+                    referenceTried = true;
+                    reference = ReferencePoints(plan, 2000);
+                }
+                string png = $"{stem}-samples/{StudyPlan.Safe(v)}.png";
+                Directory.CreateDirectory(Path.Combine(dir, $"{stem}-samples"));
+                SampleOutput.Save(Path.Combine(dir, png), samples, samples.dim() == 2 ? reference : null,
+                                  $"{v} (seed {kept.Seed}): {samples.shape[0]} samples, {label}", columns: samples.dim() == 4 ? 8 : 0);
+                pictures.Add((v, kept.Seed, png));
+            }
+        }
+        finally { reference?.Dispose(); }
+        if (pictures.Count == 0)
+        {
+            md.AppendLine("None kept yet (results made before the plan kept samples have none).");
+            md.AppendLine();
+            return;
+        }
+        md.AppendLine($"The first {plan.SamplesN} samples of each variant's {label} evaluation at the final checkpoint, kept in its result file " +
+                      $"(the lowest seed that kept them; every variant starts from the same x_T).");
+        md.AppendLine();
+        foreach (var chunk in pictures.Chunk(4))
+        {
+            md.AppendLine("| " + string.Join(" | ", chunk.Select(p => $"{p.Variant} (seed {p.Seed})")) + " |");
+            md.AppendLine("|" + string.Concat(chunk.Select(_ => "---|")));
+            md.AppendLine("| " + string.Join(" | ", chunk.Select(p => $"![{p.Variant}]({p.Png})")) + " |");
+            md.AppendLine();
+        }
+    }
+
+    // Up to n points of the plan's reference data, drawn under 2-D samples; null when it is not data that can be read here.
+    private static Tensor? ReferencePoints(StudyPlan plan, int n)
+    {
+        try
+        {
+            using var all = Data.DataSources.Load(new Config.DataConfig { Spec = plan.Evaluation.Reference, DataDir = plan.Evaluation.DataDir });
+            return all.Data.narrow(0, 0, Math.Min(n, all.Count)).to_type(TorchSharp.torch.ScalarType.Float32);
+        }
+        catch (UserError) { return null; }
     }
 
     /// <summary>

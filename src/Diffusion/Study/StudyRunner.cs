@@ -184,7 +184,8 @@ public sealed class StudyRunner(StudyPlan plan, string outDir, Action<string>? l
                 ["loss_curve"] = new JsonArray(loss.Select(e => (JsonNode)new JsonArray(e.Step, e.Loss)).ToArray()),
             },
             ["evaluations"] = evals,
-            ["samples_kept"] = false,
+            // Which evaluation keeps its first samples ([report] samples), or false.
+            ["samples_kept"] = plan.SamplesSampler is { } kept ? $"{kept} at step {plan.Steps}, the first {plan.SamplesN}" : false,
             ["finished_utc"] = DateTime.UtcNow.ToString("o"),
         };
         if (diagnostics.Count > 0) result.Insert(result.IndexOf("samples_kept"), "diagnostics", diagnostics);
