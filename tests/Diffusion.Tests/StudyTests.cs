@@ -696,6 +696,11 @@ public class StudyTests : IDisposable
         Assert.Equal(2, new StudyRunner(plan, Out(dir)).RunAll());
         var r = JsonNode.Parse(File.ReadAllText(Path.Combine(Out(dir), "results", "baseline-seed0.json")))!;
         Assert.Equal("ddim-5 at step 30, the first 10", (string?)r["samples_kept"]);
+        // The machine that finished it, as /proc/cpuinfo and libtorch describe it.
+        Assert.Equal(Environment.ProcessorCount, (int)r["machine"]!["logical_cpus"]!);
+        Assert.Equal(TorchSharp.torch.__version__, (string?)r["machine"]!["libtorch"]);
+        if (File.Exists("/proc/cpuinfo"))
+            Assert.Equal(File.ReadLines("/proc/cpuinfo").First(l => l.StartsWith("cpu family", StringComparison.Ordinal)).Split(':')[1].Trim(), (string?)r["machine"]!["cpu_family"]);
         var evals = r["evaluations"]!.AsArray().OfType<JsonObject>().ToList();
         // Only the plain ddim-5 row at the final checkpoint keeps samples (not step 15, not the sweep point, not ddpm-10).
         Assert.Equal(["30 ddim-5"], evals.Where(e => e["samples"] is not null).Select(e => $"{e["step"]} {e["label"]}"));
@@ -718,6 +723,7 @@ public class StudyTests : IDisposable
 
         string text = StudyReport.Write(plan, Out(dir), Path.Combine(dir, "report.md"), "test");
         Assert.Contains("## Samples: ddim-5 at step 30", text);
+        Assert.Contains($"* **Machines** that finished the jobs (results per CPU; bfloat16 training differs between CPU kinds): {Diffusion.Util.MachineInfo.Short(r["machine"]!.AsObject())}: 2.", text);
         Assert.Contains("| baseline (seed 0) | debiased (seed 0) |", text);
         Assert.Contains("![baseline](report-samples/baseline.png)", text);
         Assert.True(new FileInfo(Path.Combine(dir, "report-samples", "debiased.png")).Length > 1000);

@@ -95,6 +95,8 @@ public static class StudyReport
         double trainWall = results.Sum(r => r["train"]!["seconds"]?.GetValue<double>() ?? 0);
         double evalWall = results.SelectMany(r => r["evaluations"]!.AsArray()).Sum(e => e!["sample_seconds"]!.GetValue<double>() + e["score_seconds"]!.GetValue<double>());
         md.AppendLine(string.Create(C, $"* **CPU time measured:** {(trainCpu + evalCpu) / 3600:F2} CPU hours ({trainCpu / 3600:F2} training, {evalCpu / 3600:F2} evaluation; the workers' process CPU time, sessions cut short by a kill not counted); wall time {(trainWall + evalWall) / 3600:F2} h summed over jobs."));
+        var machines = results.GroupBy(r => Util.MachineInfo.Short(r["machine"] as JsonObject)).Select(g => $"{g.Key}: {g.Count()}");
+        md.AppendLine($"* **Machines** that finished the jobs (results per CPU; bfloat16 training differs between CPU kinds): {string.Join("; ", machines)}.");
         var e = plan.Evaluation;
         md.AppendLine($"* **Evaluation:** {e.N} samples per checkpoint and sampler, sample seed {e.Seed} for every variant (the same x_T), EMA weights; {e.Features} features against `{e.Reference}` (at most {e.ReferenceN} examples); metrics {string.Join(", ", e.Metrics)}. " +
                       (plan.SamplesSampler is { } ks ? $"The first {plan.SamplesN} samples of {ks} at the final checkpoint are kept (drawn below); no others." : "Samples are not kept."));

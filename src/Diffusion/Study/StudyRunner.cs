@@ -187,6 +187,8 @@ public sealed class StudyRunner(StudyPlan plan, string outDir, Action<string>? l
             // Which evaluation keeps its first samples ([report] samples), or false.
             ["samples_kept"] = plan.SamplesSampler is { } kept ? $"{kept} at step {plan.Steps}, the first {plan.SamplesN}" : false,
             ["finished_utc"] = DateTime.UtcNow.ToString("o"),
+            // The machine that finished the job (a job resumed elsewhere trained partly on another).
+            ["machine"] = Util.MachineInfo.Describe(),
         };
         if (diagnostics.Count > 0) result.Insert(result.IndexOf("samples_kept"), "diagnostics", diagnostics);
         StudyFolder.Write(folder.Result(job), result);

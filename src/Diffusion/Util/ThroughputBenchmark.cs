@@ -199,7 +199,7 @@ public static class ThroughputBenchmark
         var doc = new JsonObject
         {
             ["date_utc"] = DateTime.UtcNow.ToString("yyyy-MM-dd HH:mm"),
-            ["machine"] = $"{RuntimeInformation.OSDescription}, {CpuModel()}, {Environment.ProcessorCount} logical CPUs",
+            ["machine"] = $"{RuntimeInformation.OSDescription}, {MachineInfo.CpuModel}, {Environment.ProcessorCount} logical CPUs",
             ["cpu_bf16"] = Precisions.CpuBf16,
             ["malloc_tuned"] = NativeAllocator.Tuned,
             ["torch_threads"] = get_num_threads(),
@@ -210,16 +210,5 @@ public static class ThroughputBenchmark
         doc["results"] = new JsonArray(results.Select(r => (JsonNode)r.ToJson()).ToArray());
         if (memory is not null) doc["memory"] = memory;
         return doc;
-    }
-
-    private static string CpuModel()
-    {
-        try
-        {
-            var line = File.ReadLines("/proc/cpuinfo").FirstOrDefault(l => l.StartsWith("model name", StringComparison.Ordinal));
-            return line is null ? "unknown CPU" : line[(line.IndexOf(':') + 1)..].Trim();
-        }
-        catch (IOException) { return "unknown CPU"; }
-        catch (UnauthorizedAccessException) { return "unknown CPU"; }
     }
 }
