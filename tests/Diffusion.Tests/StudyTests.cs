@@ -352,6 +352,16 @@ public class StudyTests : IDisposable
         var status = StudyStatus.Of(plan, Out(dir));
         Assert.Equal(3, status.Count("left"));
         Assert.Equal(3, status.JobSecondsLeft.Count);
+        // A fresh folder on another machine holding only the finished result (its work folder gone) estimates the
+        // same work from the result's durations: the result file keeps the job's train.json and evaluations' seconds.
+        string fresh = Path.Combine(dir, "fresh");
+        Directory.CreateDirectory(Path.Combine(fresh, "results"));
+        var first = plan.Jobs()[0];
+        File.Copy(new StudyFolder(Out(dir)).Result(first), new StudyFolder(fresh).Result(first));
+        var copied = StudyStatus.Of(plan, fresh);
+        Assert.NotNull(copied.SecondsLeft);
+        Assert.Equal(status.JobSecondsLeft.Keys.Order(), copied.JobSecondsLeft.Keys.Order());
+        foreach (var (job, seconds) in status.JobSecondsLeft) Assert.Equal(seconds, copied.JobSecondsLeft[job], 6);
         // With time enough, a later worker takes them all.
         var later = new StudyRunner(plan, Out(dir)) { Until = DateTime.UtcNow.AddHours(1) };
         Assert.Equal(3, later.RunAll());

@@ -12,7 +12,8 @@ public sealed record JobStatus(StudyJob Job, string State, string Detail);
 /// <summary>
 /// <c>diffusion study --status</c>: every job's state read from the files the workers write, and an estimate of the work
 /// left from measured durations — training seconds per step (the variant's own mean over its finished trainings, else the
-/// mean over all), sampling seconds per sample·NFE and scoring seconds per sample (over every evaluation made so far).
+/// mean over all), sampling seconds per sample·NFE and scoring seconds per sample (over every evaluation made so far);
+/// where a finished job's work folder is gone, its result file's durations count instead.
 /// </summary>
 public sealed class StudyStatus
 {
@@ -33,10 +34,17 @@ public sealed class StudyStatus
         var evals = new List<JsonObject>();
         foreach (var job in plan.Jobs())
         {
+            // A finished job whose work folder is gone (results copied into a fresh folder on another machine) still
+            // gives its rates from its result file.
+            var result = File.Exists(folder.Result(job)) ? StudyFolder.Read(folder.Result(job)) : null;
             if (StudyFolder.Read(folder.TrainInfo(job)) is { } t && t["seconds"] is not null)
                 trainRates.Add((job.Variant.Name, t["seconds"]!.GetValue<double>(), t["steps"]!.GetValue<long>()));
+            else if (result?["train"] is JsonObject rt && rt["seconds"] is not null && rt["steps"] is not null)
+                trainRates.Add((job.Variant.Name, rt["seconds"]!.GetValue<double>(), rt["steps"]!.GetValue<long>()));
             var evalDir = Path.GetDirectoryName(folder.Eval(job, plan.Tasks(job)[0]))!;
-            if (Directory.Exists(evalDir)) evals.AddRange(Directory.GetFiles(evalDir, "*.json").Select(StudyFolder.Read).OfType<JsonObject>());
+            var cached = Directory.Exists(evalDir) ? Directory.GetFiles(evalDir, "*.json").Select(StudyFolder.Read).OfType<JsonObject>().ToList() : [];
+            if (cached.Count == 0 && result?["evaluations"] is JsonArray re) cached = re.OfType<JsonObject>().ToList();
+            evals.AddRange(cached.Where(e => e["n"] is not null && e["nfe"] is not null && e["sample_seconds"] is not null && e["score_seconds"] is not null));
         }
         double? globalTrain = trainRates.Count == 0 ? null : trainRates.Sum(t => t.Seconds) / trainRates.Sum(t => t.Steps);
         // Evaluation: sampling seconds per sample·NFE and scoring seconds per sample, from every evaluation made so far.
