@@ -67,8 +67,70 @@ foreach (var (c, side) in new[] { (32, 28), (64, 14), (64, 7) })
     Console.WriteLine($"{$"{c} at {side}×{side}",-18}" + string.Join("", t.Select(v => $"{v,14:F1}")));
 }
 
-Console.WriteLine("\nThe demo UNet (1.19 M parameters), batch 64:");
-using (var net = new UNet(1, 28, 32, [1, 2, 2], 1, [7], 32, 0.1, 8))
+// Where the demo UNet's step goes: each block type at its shapes (dropout 0, as in the demo), forward + backward,
+// input in the precision's activation dtype (bfloat16 activations flow between blocks under bf16-mixed), and the
+// count of such blocks in the network, so the weighted sum approximates the step without the stem and the optimizer.
+Console.WriteLine("\nThe demo UNet's blocks (dropout 0), batch 64, forward + backward; × = how many the network has:");
+Console.WriteLine($"{"block",-24}{"×",3}{"float32",10}{"bf16",10}{"gain",8}");
+var blocks = new (string Name, EmbBlock Block, int Count, int Ch, int Side)[]
+{
+    ("res 32→32 at 28×28", new ResBlock(32, 32, 128, 0, 8), 1, 32, 28),
+    ("downsample 32 at 28×28", new Downsample(32), 1, 32, 28),
+    ("res 32→64 at 14×14", new ResBlock(32, 64, 128, 0, 8), 1, 32, 14),
+    ("downsample 64 at 14×14", new Downsample(64), 1, 64, 14),
+    ("res 64→64 at 7×7", new ResBlock(64, 64, 128, 0, 8), 3, 64, 7),
+    ("attention 64 at 7×7", new AttentionBlock(64, 32, 8), 4, 64, 7),
+    ("res 128→64 at 7×7", new ResBlock(128, 64, 128, 0, 8), 2, 128, 7),
+    ("upsample 64 → 14×14", new Upsample(64, 14), 1, 64, 7),
+    ("res 128→64 at 14×14", new ResBlock(128, 64, 128, 0, 8), 1, 128, 14),
+    ("res 96→64 at 14×14", new ResBlock(96, 64, 128, 0, 8), 1, 96, 14),
+    ("upsample 64 → 28×28", new Upsample(64, 28), 1, 64, 14),
+    ("res 96→32 at 28×28", new ResBlock(96, 32, 128, 0, 8), 1, 96, 28),
+    ("res 64→32 at 28×28", new ResBlock(64, 32, 128, 0, 8), 1, 64, 28),
+};
+using (var emb = randn(64, 128))
+{
+    var inputs = blocks.Select(b => randn(64, b.Ch, b.Side, b.Side)).ToArray();
+    Precision[] ps = [Precision.Float32, Precision.Bf16Mixed];
+    double sum32 = 0, sum16 = 0;
+    for (int i = 0; i < blocks.Length; i++)
+    {
+        var b = blocks[i];
+        var t = Interleaved(2, v =>
+        {
+            using var sc = NewDisposeScope();
+            using var ac = Autocast.Enter(ps[v]);
+            var x = (v == 1 ? inputs[i].to_type(ScalarType.BFloat16) : inputs[i]).detach().requires_grad_(true);
+            b.Block.call(x, emb).to_type(ScalarType.Float32).square().mean().backward();
+            b.Block.zero_grad();
+        });
+        sum32 += b.Count * t[0]; sum16 += b.Count * t[1];
+        Console.WriteLine($"{b.Name,-24}{b.Count,3}{t[0],10:F1}{t[1],10:F1}{t[0] / t[1],7:F2}×");
+    }
+    Console.WriteLine($"{"weighted sum",-27}{sum32,10:F0}{sum16,10:F0}{sum32 / sum16,7:F2}×");
+    foreach (var x in inputs) x.Dispose();
+}
+
+// Attention at 7×7 (64 channels, 2 heads of 32, batch 64): libtorch's fused kernel against the plain matmul–softmax–matmul.
+Console.WriteLine("\nAttention products, 64 × 2 heads × 49 positions × 32, forward + backward:");
+{
+    var qkv = new[] { randn(64, 2, 49, 32), randn(64, 2, 49, 32), randn(64, 2, 49, 32) };
+    string[] names = ["sdpa float32", "sdpa bf16", "matmul float32", "matmul bf16"];
+    var t = Interleaved(4, v =>
+    {
+        using var sc = NewDisposeScope();
+        var dt = v % 2 == 1 ? ScalarType.BFloat16 : ScalarType.Float32;
+        var (q, k, w) = (qkv[0].to_type(dt).requires_grad_(true), qkv[1].to_type(dt).requires_grad_(true), qkv[2].to_type(dt).requires_grad_(true));
+        var y = v < 2 ? nn.functional.scaled_dot_product_attention(q, k, w)
+                      : matmul(matmul(q, k.transpose(-1, -2)).mul(1.0 / Math.Sqrt(32)).softmax(-1), w);
+        y.to_type(ScalarType.Float32).square().mean().backward();
+    });
+    Console.WriteLine(string.Join("   ", names.Select((n, i) => $"{n} {t[i]:F1} ms")));
+    foreach (var x in qkv) x.Dispose();
+}
+
+Console.WriteLine("\nThe demo UNet (1.19 M parameters, dropout 0), batch 64:");
+using (var net = new UNet(1, 28, 32, [1, 2, 2], 1, [7], 32, 0.0, 8))
 {
     net.train();
     using var x = randn(64, 1, 28, 28);
