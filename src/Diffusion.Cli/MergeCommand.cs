@@ -1,3 +1,4 @@
+using Diffusion.Data;
 using Diffusion.IO;
 using Diffusion.Sampling;
 
@@ -20,7 +21,9 @@ public static class MergeCommand
         the same run drawn unsharded (--n N in one process). Parts must come from one run — the same checkpoint file
         (SHA-256), weights, sampler and every option, seed, dtype and N — and together hold every index 0 … N−1 exactly
         once (parts of different shard counts may be mixed). Anything else is refused, naming the part and the reason.
-        FILE.npz is a part of the whole run (manifest with S = 1), which diffusion eval reads like an .npy.
+        FILE.npz is a part of the whole run (manifest with S = 1), which diffusion eval reads like an .npy. The parts of
+        a class-conditional model carry each sample's class; merged into FILE.npy, they go to FILE.labels.npy beside
+        it (as diffusion sample writes them unsharded), for diffusion eval --labels.
         """, Options);
 
     public static int Run(string[] argv)
@@ -32,14 +35,24 @@ public static class MergeCommand
         if (a.Positionals.Count == 0) throw new UsageError("diffusion merge: give the part files to join (PART.npz ...)");
         foreach (var p in a.Positionals)
             if (Path.GetFullPath(p) == Path.GetFullPath(outPath)) throw new UsageError($"diffusion merge: --out {outPath} is one of the parts; write the merged file elsewhere");
-        var (samples, manifest) = SampleParts.Merge(a.Positionals);
+        var (samples, manifest, labels) = SampleParts.Merge(a.Positionals);
+        string labelsNote = "";
         using (samples)
+        using (labels)
         {
-            if (ext == ".npz") SampleParts.Write(outPath, samples, manifest);
-            else SampleOutput.Save(outPath, samples, null, $"{manifest.N} samples, {manifest.Description}");
+            if (ext == ".npz") SampleParts.Write(outPath, samples, manifest, labels);
+            else
+            {
+                SampleOutput.Save(outPath, samples, null, $"{manifest.N} samples, {manifest.Description}");
+                if (labels is not null && ext == ".npy")
+                {
+                    Npy.WriteLabels(SampleRun.LabelsPath(outPath), labels.data<long>().ToArray());
+                    labelsNote = $" (labels → {SampleRun.LabelsPath(outPath)})";
+                }
+            }
         }
         if (!a.Switch("quiet"))
-            Console.Error.WriteLine($"merge: {a.Positionals.Count} parts, {manifest.N} samples ({manifest.Description}, seed {manifest.Seed}) → {outPath}");
+            Console.Error.WriteLine($"merge: {a.Positionals.Count} parts, {manifest.N} samples ({manifest.Description}, seed {manifest.Seed}) → {outPath}{labelsNote}");
         return 0;
     }
 }

@@ -59,7 +59,8 @@ public static class SampleCommand
         OptionSpec.Value("precision", null, "float32 or bf16-mixed network arithmetic (default: the checkpoint's train.precision)", ["float32", "bf16-mixed"]),
         OptionSpec.Value("shard", "k/S", """
             draw only shard k (0 … S−1) of S: the contiguous indices ⌊k·N/S⌋ … ⌊(k+1)·N/S⌋ − 1 of the
-            --n samples, written with a manifest to --out PART.npz; join the parts with diffusion merge
+            --n samples, written with a manifest (and, for a class-conditional model, the classes) to --out PART.npz;
+            join the parts with diffusion merge
             """),
         OptionSpec.Value("threads", "N", "libtorch CPU threads (default: libtorch's)"),
         OptionSpec.Switch("quiet", "no progress bar"),
@@ -238,7 +239,7 @@ public static class SampleCommand
                 Start = start,
                 Count = count,
             };
-            SampleParts.Write(outPath, samples, manifest);
+            SampleParts.Write(outPath, samples, manifest, labels);
         }
         else
         {

@@ -1,3 +1,4 @@
+using Diffusion.Sampling;
 using static TorchSharp.torch;
 
 namespace Diffusion.Tests;
@@ -102,5 +103,57 @@ public class ShardCliTests
         string q1 = Part("q1", "1/3"), q2 = Part("q2", "2/3"), r0 = Part("r0", "0/3");
         Ok(Cli("merge", r0, q1, q2, "--out", Path.Combine(dir, "ok3.npy"), "--quiet"));
         Assert.True(File.ReadAllBytes(Path.Combine(dir, "ok.npy")).SequenceEqual(File.ReadAllBytes(Path.Combine(dir, "ok3.npy"))));
+    }
+
+    /// <summary>
+    /// A class-conditional model's parts carry each sample's class, and merge puts them beside the merged .npy: samples and
+    /// labels equal, byte for byte, those of the unsharded run (--class random draws all N classes before the split).
+    /// </summary>
+    [Fact]
+    public void Class_labels_of_a_sharded_conditional_run_merge_beside_the_samples()
+    {
+        var dir = TestUtil.TempDir("shard-labels");
+        var data = Path.Combine(dir, "data");
+        foreach (var (cls, v) in new[] { ("ant", 20), ("moth", 120), ("zebra", 220) })
+        {
+            Directory.CreateDirectory(Path.Combine(data, cls));
+            for (int i = 0; i < 4; i++) DataTests.WritePng(Path.Combine(data, cls, $"{i}.png"), 8, 8, (x, y) => ((byte)v, (byte)v, (byte)v));
+        }
+        var run = Path.Combine(dir, "run");
+        Ok(Cli("train", "--data", $"images:{data}", "--steps", "2", "--out", run, "--quiet", "--threads", "1",
+               "--set", "data.image-size=8", "--set", "model.num-classes=3", "--set", "model.channels=8", "--set", "model.channel-mult=[1]",
+               "--set", "model.res-blocks=1", "--set", "model.attention-resolutions=[]", "--set", "model.norm-groups=4", "--set", "train.batch-size=4",
+               "--set", "sample.n=4", "--set", "sample.steps=3"));
+        string[] common = ["sample", "--checkpoint", run, "--sampler", "ddim", "--steps", "3", "--n", "7", "--seed", "3", "--class", "random", "--guidance", "1", "--quiet"];
+        string whole = Path.Combine(dir, "whole.npy");
+        Ok(Cli([.. common, "--out", whole]));
+        string p0 = Path.Combine(dir, "p0.npz"), p1 = Path.Combine(dir, "p1.npz"), merged = Path.Combine(dir, "merged.npy");
+        Ok(Cli([.. common, "--shard", "1/2", "--out", p1]));
+        Ok(Cli([.. common, "--shard", "0/2", "--batch-size", "2", "--out", p0]));
+        var (s1, m1, l1) = SampleParts.ReadWithLabels(p1);
+        using (s1) using (l1) Assert.Equal(m1.Count, l1!.shape[0]);
+        Ok(Cli("merge", p1, p0, "--out", merged, "--quiet"));
+        Assert.True(File.ReadAllBytes(whole).SequenceEqual(File.ReadAllBytes(merged)), "merged samples differ from the unsharded run");
+        var expectedLabels = File.ReadAllBytes(SampleRun.LabelsPath(whole));
+        Assert.True(expectedLabels.SequenceEqual(File.ReadAllBytes(SampleRun.LabelsPath(merged))), "merged labels differ from the unsharded run's");
+        using (var l = Diffusion.Data.Npy.Read(SampleRun.LabelsPath(merged)))
+            Assert.All(l.data<long>().ToArray(), c => Assert.InRange(c, 0L, 2L));
+        // merged into a part of the whole run (.npz), the labels stay with it
+        string mergedPart = Path.Combine(dir, "merged.npz");
+        Ok(Cli("merge", p0, p1, "--out", mergedPart, "--quiet"));
+        var (ms, mm, ml) = SampleParts.ReadWithLabels(mergedPart);
+        using (ms) using (ml)
+        {
+            Assert.Equal(7, mm.Count);
+            using var wl = Diffusion.Data.Npy.Read(SampleRun.LabelsPath(whole));
+            Assert.Equal(wl.data<long>().ToArray(), ml!.data<long>().ToArray());
+        }
+
+        // a part with labels and one without (same run otherwise) do not join
+        var (s0, man0) = SampleParts.Read(p0);
+        string bare = Path.Combine(dir, "bare.npz");
+        using (s0) SampleParts.Write(bare, s0, man0);
+        OneLineError(Cli("merge", bare, p1, "--out", Path.Combine(dir, "x.npy")), "p1.npz has class labels", "bare.npz has none");
+        Assert.False(File.Exists(Path.Combine(dir, "x.npy")));
     }
 }

@@ -143,21 +143,21 @@ public static partial class Npy
         return (shape, type, size, offset + headerLen);
     }
 
-    /// <summary>Writes a float32 or float64 tensor (others are written as float32) atomically.</summary>
+    /// <summary>Writes a float32, float64 or int64 tensor (others are written as float32) atomically.</summary>
     public static void Write(string path, Tensor t)
     {
         var bytes = ToBytes(t);
         Util.AtomicFile.Write(path, s => s.Write(bytes));
     }
 
-    /// <summary>The bytes of a .npy file holding a float32 or float64 tensor (others become float32).</summary>
+    /// <summary>The bytes of a .npy file holding a float32, float64 or int64 tensor (others become float32).</summary>
     public static byte[] ToBytes(Tensor t)
     {
         using var c = t.detach().cpu().contiguous();
-        bool f64 = c.dtype == ScalarType.Float64;
-        using var data = f64 ? c.alias() : c.to_type(ScalarType.Float32);
+        bool f64 = c.dtype == ScalarType.Float64, i64 = c.dtype == ScalarType.Int64;
+        using var data = f64 || i64 ? c.alias() : c.to_type(ScalarType.Float32);
         string shape = c.shape.Length == 1 ? $"({c.shape[0]},)" : $"({string.Join(", ", c.shape)})";
-        string header = $"{{'descr': '{(f64 ? "<f8" : "<f4")}', 'fortran_order': False, 'shape': {shape}, }}";
+        string header = $"{{'descr': '{(f64 ? "<f8" : i64 ? "<i8" : "<f4")}', 'fortran_order': False, 'shape': {shape}, }}";
         int total = 10 + header.Length + 1;
         int pad = (64 - total % 64) % 64;
         header = header + new string(' ', pad) + "\n";
@@ -167,6 +167,7 @@ public static partial class Npy
         s.Write(BitConverter.GetBytes((ushort)header.Length));
         s.Write(Encoding.Latin1.GetBytes(header));
         if (f64) s.Write(MemoryMarshal.AsBytes(data.data<double>().ToArray().AsSpan()));
+        else if (i64) s.Write(MemoryMarshal.AsBytes(data.data<long>().ToArray().AsSpan()));
         else s.Write(MemoryMarshal.AsBytes(data.data<float>().ToArray().AsSpan()));
         return s.ToArray();
     }

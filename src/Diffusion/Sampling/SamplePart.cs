@@ -58,8 +58,8 @@ public sealed record PartManifest
 
 /// <summary>
 /// Part files of a sharded sampling run and their merge. A part is an .npz archive holding <c>samples.npy</c> (the
-/// shard's rows, in index order) and <c>manifest.json</c> (<see cref="PartManifest"/>), written atomically, so a part
-/// is either complete or absent.
+/// shard's rows, in index order), for a class-conditional model <c>labels.npy</c> (the class of each row, int64), and
+/// <c>manifest.json</c> (<see cref="PartManifest"/>), written atomically, so a part is either complete or absent.
 /// </summary>
 public static class SampleParts
 {
@@ -77,14 +77,27 @@ public static class SampleParts
         return Convert.ToHexStringLower(SHA256.HashData(s));
     }
 
-    public static void Write(string path, Tensor samples, PartManifest manifest)
+    /// <summary>Writes a part; <paramref name="labels"/> (int64, one class per row) for a class-conditional model, else null.</summary>
+    public static void Write(string path, Tensor samples, PartManifest manifest, Tensor? labels = null)
     {
         if (samples.shape[0] != manifest.Count) throw new ArgumentException($"{samples.shape[0]} rows for a manifest of {manifest.Count}");
-        Npz.Write(path, [("samples", samples)], [("manifest.json", JsonSerializer.SerializeToUtf8Bytes(manifest, Json))]);
+        if (labels is not null && (labels.dtype != ScalarType.Int64 || !labels.shape.SequenceEqual([manifest.Count])))
+            throw new ArgumentException($"labels of {labels.dtype} [{string.Join(", ", labels.shape)}] for a manifest of {manifest.Count} rows; expected int64 [{manifest.Count}]");
+        var arrays = new List<(string, Tensor)> { ("samples", samples) };
+        if (labels is not null) arrays.Add(("labels", labels));
+        Npz.Write(path, arrays, [("manifest.json", JsonSerializer.SerializeToUtf8Bytes(manifest, Json))]);
     }
 
     /// <summary>Reads a part; anything that is not a complete, consistent part file is a one-line <see cref="UserError"/> naming it.</summary>
     public static (Tensor Samples, PartManifest Manifest) Read(string path)
+    {
+        var (samples, m, labels) = ReadWithLabels(path);
+        labels?.Dispose();
+        return (samples, m);
+    }
+
+    /// <summary>As <see cref="Read"/>, with the part's class labels (int64, one per row) when it has them, else null.</summary>
+    public static (Tensor Samples, PartManifest Manifest, Tensor? Labels) ReadWithLabels(string path)
     {
         var (arrays, other) = Npz.ReadAll(path);
         try
@@ -100,8 +113,16 @@ public static class SampleParts
             var expected = new long[] { m.Count }.Concat(m.ExampleShape).ToArray();
             if (!samples.shape.SequenceEqual(expected))
                 throw new UserError($"{path}: samples of shape [{string.Join(", ", samples.shape)}]; its manifest says [{string.Join(", ", expected)}]");
+            Tensor? labels = null;
+            if (arrays.TryGetValue("labels", out var l))
+            {
+                if (l.dtype != ScalarType.Int64 || !l.shape.SequenceEqual([m.Count]))
+                    throw new UserError($"{path}: labels.npy of {l.dtype} [{string.Join(", ", l.shape)}]; expected int64 [{m.Count}], one class per sample");
+                labels = l;
+                arrays.Remove("labels");
+            }
             arrays.Remove("samples");
-            return (samples, m);
+            return (samples, m, labels);
         }
         finally
         {
@@ -112,27 +133,31 @@ public static class SampleParts
     /// <summary>
     /// Joins parts in index order. Refuses, naming the part and the reason, parts of another model, sampler or options,
     /// seed, dtype or N than the first, parts whose indices overlap, and a set of parts that leaves indices missing.
-    /// Parts of different shard counts may be joined (sample i does not depend on the split).
+    /// Parts of different shard counts may be joined (sample i does not depend on the split). The labels of a
+    /// class-conditional run's parts are joined the same way (null when the parts have none).
     /// </summary>
-    public static (Tensor Samples, PartManifest Manifest) Merge(IReadOnlyList<string> paths)
+    public static (Tensor Samples, PartManifest Manifest, Tensor? Labels) Merge(IReadOnlyList<string> paths)
     {
         if (paths.Count == 0) throw new UserError("merge: no parts given; expected one or more part files written by sample --shard");
-        var parts = new List<(string Path, Tensor Samples, PartManifest M)>();
+        var parts = new List<(string Path, Tensor Samples, PartManifest M, Tensor? Labels)>();
         try
         {
             foreach (var p in paths)
             {
-                var (s, m) = Read(p);
-                parts.Add((p, s, m));
+                var (s, m, l) = ReadWithLabels(p);
+                parts.Add((p, s, m, l));
             }
             var first = parts[0];
             var firstId = first.M.Identity().ToList();
             foreach (var part in parts.Skip(1))
                 foreach (var ((name, a), (_, b)) in firstId.Zip(part.M.Identity()))
                     if (a != b) throw new UserError($"merge: part {part.Path}: {name} {b} differs from part {first.Path}'s {a}; parts of one run share model, sampler, seed and N");
+            foreach (var part in parts.Skip(1))
+                if ((part.Labels is null) != (first.Labels is null))
+                    throw new UserError($"merge: part {part.Path} {(part.Labels is null ? "has no" : "has")} class labels and part {first.Path} {(first.Labels is null ? "has none" : "has them")}; parts of one run agree");
             var ordered = parts.Where(p => p.M.Count > 0).OrderBy(p => p.M.Start).ToList();
             long next = 0;
-            (string Path, Tensor Samples, PartManifest M)? previous = null;
+            (string Path, Tensor Samples, PartManifest M, Tensor? Labels)? previous = null;
             foreach (var p in ordered)
             {
                 if (p.M.Start < next)
@@ -143,11 +168,12 @@ public static class SampleParts
             }
             if (next < first.M.N) throw new UserError($"merge: indices {next}…{first.M.N - 1} of N = {first.M.N} are missing (no part holds them)");
             var all = cat(ordered.Select(p => p.Samples).ToList(), 0);
-            return (all, first.M with { Shards = 1, Shard = 0, Start = 0, Count = first.M.N });
+            var labels = first.Labels is null ? null : cat(ordered.Select(p => p.Labels!).ToList(), 0);
+            return (all, first.M with { Shards = 1, Shard = 0, Start = 0, Count = first.M.N }, labels);
         }
         finally
         {
-            foreach (var p in parts) p.Samples.Dispose();
+            foreach (var p in parts) { p.Samples.Dispose(); p.Labels?.Dispose(); }
         }
     }
 
