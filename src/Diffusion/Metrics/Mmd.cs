@@ -50,8 +50,20 @@ public static class Mmd
             long p = n + m;
             bw = d2.sum().Div(p * (p - 1)).detach().ClampMin(1e-12);
         }
+        // Each bandwidth's temporaries (four (n + m)² matrices) are freed as soon as they are used: kept to the end of
+        // the scope they held 3 GB for n = m = 2 000, which the allocator then handed back and page-faulted afresh on
+        // the next call. Autograd keeps what the backward pass needs by itself. Same operations, same values.
         var k = zeros_like(d2);
-        foreach (var c in multipliers) k = k.Add(exp(-d2 / bw.Mul(c)));
+        foreach (var c in multipliers)
+        {
+            using var scale = bw.Mul(c);
+            using var neg = -d2;
+            using var ratio = neg / scale;
+            using var e = exp(ratio);
+            var sum = k.Add(e);
+            k.Dispose();
+            k = sum;
+        }
         var kxx = k.narrow(0, 0, n).narrow(1, 0, n);
         var kyy = k.narrow(0, n, m).narrow(1, n, m);
         var kxy = k.narrow(0, 0, n).narrow(1, n, m);
@@ -72,7 +84,12 @@ public static class Mmd
         using var scope = NewDisposeScope();
         var aa = a.Pow(2L).sum(1, keepdim: true);
         var bb = b.Pow(2L).sum(1, keepdim: true).t();
-        var d = (aa.Add(bb) - a.matmul(b.t()).Mul(2L)).ClampMin(0);
+        // The same expression as (aa + bb − 2·a·bᵀ).clamp_min(0), each |a| × |b| temporary freed once used.
+        using var ab = a.matmul(b.t());
+        using var ab2 = ab.Mul(2L);
+        using var sum = aa.Add(bb);
+        using var diff = sum - ab2;
+        var d = diff.ClampMin(0);
         return d.MoveToOuterDisposeScope();
     }
 
