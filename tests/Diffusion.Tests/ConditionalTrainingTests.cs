@@ -153,17 +153,10 @@ public class ConditionalTrainingTests
     public void A_checkpoint_round_trips_its_classes_and_the_cli_samples_by_class()
     {
         var dir = TestUtil.TempDir("cond-ckpt");
-        var data = Path.Combine(dir, "data");
-        foreach (var (cls, v) in new[] { ("zebra", 220), ("ant", 20), ("moth", 120) })
-        {
-            Directory.CreateDirectory(Path.Combine(data, cls));
-            for (int i = 0; i < 4; i++) DataTests.WritePng(Path.Combine(data, cls, $"{i}.png"), 8, 8, (x, y) => ((byte)v, (byte)v, (byte)v));
-        }
+        var data = ThreeClassImages(dir);
         var run = Path.Combine(dir, "run");
         var r = FuzzTests.RunInProcess(["train", "--data", $"images:{data}", "--steps", "2", "--out", run, "--quiet", "--threads", "1",
-            "--set", "data.image-size=8", "--set", "model.num-classes=3", "--set", "model.channels=8", "--set", "model.channel-mult=[1]",
-            "--set", "model.res-blocks=1", "--set", "model.attention-resolutions=[]", "--set", "model.norm-groups=4", "--set", "train.batch-size=4",
-            "--set", "sample.n=6", "--set", "sample.steps=3"]);
+            .. TinyConditionalUNet, "--set", "sample.n=6", "--set", "sample.steps=3"]);
         Assert.True(r.Code == 0, r.Err);
         using (var m = TrainedModel.Load(run))
         {
@@ -188,9 +181,7 @@ public class ConditionalTrainingTests
         // sample.guidance, saved with the run, is sample's default weight: the same bits as --guidance given, not those of w = 0
         var guidedRun = Path.Combine(dir, "guided");
         r = FuzzTests.RunInProcess(["train", "--data", $"images:{data}", "--steps", "30", "--out", guidedRun, "--quiet", "--threads", "1",
-            "--set", "data.image-size=8", "--set", "model.num-classes=3", "--set", "model.channels=8", "--set", "model.channel-mult=[1]",
-            "--set", "model.res-blocks=1", "--set", "model.attention-resolutions=[]", "--set", "model.norm-groups=4", "--set", "train.batch-size=4",
-            "--set", "sample.n=6", "--set", "sample.steps=3", "--set", "sample.guidance=2.5"]);
+            .. TinyConditionalUNet, "--set", "sample.n=6", "--set", "sample.steps=3", "--set", "sample.guidance=2.5"]);
         Assert.True(r.Code == 0, r.Err);
         float[] Draw(params string[] extra)
         {
@@ -223,6 +214,25 @@ public class ConditionalTrainingTests
         AssertErrorLine(FuzzTests.RunInProcess(["train", "--data", "toy:moons?n=64", "--steps", "1", "--out", Path.Combine(dir, "z"), "--quiet", "--set", "train.label-dropout=0.2"]),
             "train.label-dropout: applies to a class-conditional model");
     }
+
+    /// <summary>A labelled image folder under <paramref name="dir"/>: classes ant, moth, zebra, four flat grey 8×8 images each (the returned path, for images:PATH).</summary>
+    internal static string ThreeClassImages(string dir)
+    {
+        var data = Path.Combine(dir, "data");
+        foreach (var (cls, v) in new[] { ("zebra", 220), ("ant", 20), ("moth", 120) })
+        {
+            Directory.CreateDirectory(Path.Combine(data, cls));
+            for (int i = 0; i < 4; i++) DataTests.WritePng(Path.Combine(data, cls, $"{i}.png"), 8, 8, (x, y) => ((byte)v, (byte)v, (byte)v));
+        }
+        return data;
+    }
+
+    /// <summary>train --set arguments of a tiny class-conditional UNet for <see cref="ThreeClassImages"/>.</summary>
+    internal static readonly string[] TinyConditionalUNet =
+    [
+        "--set", "data.image-size=8", "--set", "model.num-classes=3", "--set", "model.channels=8", "--set", "model.channel-mult=[1]",
+        "--set", "model.res-blocks=1", "--set", "model.attention-resolutions=[]", "--set", "model.norm-groups=4", "--set", "train.batch-size=4",
+    ];
 
     private static void AssertErrorLine((int Code, string Out, string Err) r, string contains)
     {

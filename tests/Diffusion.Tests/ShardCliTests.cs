@@ -113,17 +113,10 @@ public class ShardCliTests
     public void Class_labels_of_a_sharded_conditional_run_merge_beside_the_samples()
     {
         var dir = TestUtil.TempDir("shard-labels");
-        var data = Path.Combine(dir, "data");
-        foreach (var (cls, v) in new[] { ("ant", 20), ("moth", 120), ("zebra", 220) })
-        {
-            Directory.CreateDirectory(Path.Combine(data, cls));
-            for (int i = 0; i < 4; i++) DataTests.WritePng(Path.Combine(data, cls, $"{i}.png"), 8, 8, (x, y) => ((byte)v, (byte)v, (byte)v));
-        }
+        var data = ConditionalTrainingTests.ThreeClassImages(dir);
         var run = Path.Combine(dir, "run");
-        Ok(Cli("train", "--data", $"images:{data}", "--steps", "2", "--out", run, "--quiet", "--threads", "1",
-               "--set", "data.image-size=8", "--set", "model.num-classes=3", "--set", "model.channels=8", "--set", "model.channel-mult=[1]",
-               "--set", "model.res-blocks=1", "--set", "model.attention-resolutions=[]", "--set", "model.norm-groups=4", "--set", "train.batch-size=4",
-               "--set", "sample.n=4", "--set", "sample.steps=3"));
+        Ok(Cli(["train", "--data", $"images:{data}", "--steps", "2", "--out", run, "--quiet", "--threads", "1",
+                .. ConditionalTrainingTests.TinyConditionalUNet, "--set", "sample.n=4", "--set", "sample.steps=3"]));
         string[] common = ["sample", "--checkpoint", run, "--sampler", "ddim", "--steps", "3", "--n", "7", "--seed", "3", "--class", "random", "--guidance", "1", "--quiet"];
         string whole = Path.Combine(dir, "whole.npy");
         Ok(Cli([.. common, "--out", whole]));
