@@ -53,12 +53,15 @@ public static class PrecisionRecall
         var parts = new List<Tensor>();
         for (long i = 0; i < n; i += block)
         {
+            // Each block's distances are freed before the next block's (only the k-th distances are kept), so that
+            // memory stays O(block × N) rather than O(N²).
+            using var inner = NewDisposeScope();
             long b = Math.Min(block, n - i);
             var d = Distances(x.narrow(0, i, b), x);
             // The point itself is at distance 0 (up to rounding): take the (k+1)-th smallest, after forcing the self-distance to 0.
             d.narrow(1, i, b).diagonal().Fill(0.0);
             var (vals, _) = d.topk(k + 1, dim: 1, largest: false, sorted: true);
-            parts.Add(vals.select(1, k));
+            parts.Add(vals.select(1, k).contiguous().MoveToOuterDisposeScope());
         }
         return cat(parts, 0).MoveToOuterDisposeScope();
     }
