@@ -51,7 +51,8 @@ public static class EvalCommand
         OptionSpec.Value("seed", "S", "seed of the random subsets (default 0)"),
         OptionSpec.Switch("labels", """
             samples of a class-conditional model: read the class each was asked for from
-            FILE.labels.npy beside FILE.npy (diffusion sample writes it) and add per-class FID
+            FILE.labels.npy beside FILE.npy (diffusion sample writes it), or from a merged
+            FILE.npz (diffusion merge keeps them in it), and add per-class FID
             (against the reference examples of that class; the reference must be a labelled data
             spec) and, with classifier features, the classifier's accuracy on the samples (the
             fraction classified as the class asked for)
@@ -160,20 +161,27 @@ public static class EvalCommand
         if (labels)
         {
             if (merge || shard is not null || partialPath is not null) throw new UsageError("diffusion eval: --labels scores a whole sample file; it does not combine with --shard, --save-partial or --merge");
-            if (!File.Exists(samplesPath) || !samplesPath.EndsWith(".npy", StringComparison.OrdinalIgnoreCase))
-                throw new UsageError($"diffusion eval: --labels reads FILE.labels.npy beside --samples FILE.npy; {samplesPath} is not an .npy file");
+            if (!File.Exists(samplesPath) || !(samplesPath.EndsWith(".npy", StringComparison.OrdinalIgnoreCase) || samplesPath.EndsWith(".npz", StringComparison.OrdinalIgnoreCase)))
+                throw new UsageError($"diffusion eval: --labels reads FILE.labels.npy beside --samples FILE.npy, or the labels in a merged FILE.npz; {samplesPath} is neither");
             if (refData?.Labels is null)
                 throw new UserError($"--labels: the reference {referenceArg} has no labels; per-class FID needs a labelled data spec (e.g. fashion-mnist:test), not {(saved is not null ? "saved statistics" : "unlabelled data")}");
         }
         // The samples: all of them, a shard's rows of them, or a part file of sample --shard (its own rows); none for --merge.
         long totalN = 0, start = 0;
+        torch.Tensor? partLabels = null;
         torch.Tensor LoadSamples()
         {
             if (merge) return torch.zeros(0);
             if (samplesPath.EndsWith(".npz", StringComparison.OrdinalIgnoreCase) && File.Exists(samplesPath))
             {
                 if (shard is not null || a.Has("n")) throw new UsageError($"diffusion eval: --samples {samplesPath} is a part of a sharded run; it holds its own rows (no --shard or --n)");
-                var (part, m) = Diffusion.Sampling.SampleParts.Read(samplesPath);
+                var (part, m, pl) = Diffusion.Sampling.SampleParts.ReadWithLabels(samplesPath);
+                partLabels = pl;
+                if (labels && m.Shards != 1)
+                {
+                    part.Dispose(); pl?.Dispose();
+                    throw new UsageError($"diffusion eval: --labels scores a whole sample file; {samplesPath} is shard {m.Shard} of {m.Shards} (join the parts with diffusion merge first)");
+                }
                 (totalN, start) = (m.N, m.Start);
                 shard = new Diffusion.Sampling.Shard(m.Shard, m.Shards);
                 return part;
@@ -187,7 +195,11 @@ public static class EvalCommand
         }
         using var samples = LoadSamples();
         long[]? sampleLabels = null;
-        if (labels)
+        if (labels && partLabels is not null)
+            using (partLabels) sampleLabels = partLabels.data<long>().ToArray();
+        else if (labels && samplesPath.EndsWith(".npz", StringComparison.OrdinalIgnoreCase))
+            throw new UserError($"--labels: {samplesPath} holds no labels; they are written for samples of a class-conditional model");
+        else if (labels)
         {
             string labelsPath = Sampling.SampleRun.LabelsPath(samplesPath);
             if (!File.Exists(labelsPath)) throw new UserError($"--labels: {labelsPath} not found; diffusion sample writes it beside FILE.npy for a class-conditional model");
@@ -195,6 +207,7 @@ public static class EvalCommand
             using var l = Npy.ReadLabels(labelsPath, all);
             sampleLabels = l.narrow(0, 0, samples.shape[0]).data<long>().ToArray();
         }
+        else partLabels?.Dispose();
         if (!merge && refShape is not null && features != "inception-fid" && !samples.shape.Skip(1).SequenceEqual(refShape))
             throw new UserError($"--samples {samplesPath}: examples of shape [{string.Join(", ", samples.shape.Skip(1))}], the reference has [{string.Join(", ", refShape)}]");
 

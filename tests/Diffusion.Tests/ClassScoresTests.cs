@@ -88,5 +88,24 @@ public class ClassScoresTests
         // an unlabelled reference is refused
         CliTests.AssertOneLineError(FuzzTests.RunInProcess(["eval", "--samples", s, "--reference", $"npy:{r}", "--features", "raw", "--labels", "--quiet"]),
             $"--labels: the reference npy:{r} has no labels");
+
+        // the same samples and labels as a merged part of the whole run (.npz, what diffusion merge --out FILE.npz writes):
+        // the same per-class scores; a shard of a run and a part without labels are refused
+        string whole = Path.Combine(dir, "whole.npz"), shard = Path.Combine(dir, "shard.npz"), bare = Path.Combine(dir, "bare.npz");
+        var manifest = new PartManifest { ExampleShape = [2], N = 40, Count = 40 };
+        using (var l = tensor(Enumerable.Range(0, 40).Select(i => (long)(i / 20)).ToArray()))
+        {
+            SampleParts.Write(whole, sx, manifest, l);
+            using var half = sx.narrow(0, 0, 20);
+            using var hl = l.narrow(0, 0, 20);
+            SampleParts.Write(shard, half, manifest with { Shards = 2, Count = 20 }, hl);
+        }
+        SampleParts.Write(bare, sx, manifest);
+        string[] npz = ["eval", "--reference", $"npy:{r}?labels={rl}", "--features", "raw", "--metrics", "fid", "--labels", "--format", "json", "--quiet"];
+        var fromPart = FuzzTests.RunInProcess([.. npz, "--samples", whole]);
+        Assert.True(fromPart.Code == 0, fromPart.Err);
+        Assert.Equal(per.ToJsonString(), JsonNode.Parse(fromPart.Out)!["per_class"]!.ToJsonString());
+        CliTests.AssertOneLineError(FuzzTests.RunInProcess([.. npz, "--samples", shard]), "is shard 0 of 2");
+        CliTests.AssertOneLineError(FuzzTests.RunInProcess([.. npz, "--samples", bare]), $"--labels: {bare} holds no labels");
     }
 }
