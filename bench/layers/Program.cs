@@ -2,11 +2,17 @@
 // UNet's convolutions and GroupNorm + SiLU (forward + backward, batch 64), the whole UNet, and the channel counts at
 // which oneDNN's convolutions are wrong (against float64). Times are the process's CPU time per call, the minimum
 // over interleaved repetitions, on one libtorch thread: robust to other jobs on the machine.
-//   dotnet run -c Release --project bench/layers -- [REPS]
+//   dotnet run -c Release --project bench/layers -- [REPS] [SECTION...]
+// SECTION: conv, norm, blocks, attention, pointwise, unet, faults (default: all).
 using Diffusion.Models;
 using static TorchSharp.torch;
 
 int reps = args.Length > 0 ? int.Parse(args[0]) : 10;
+string[] sections = ["conv", "norm", "blocks", "attention", "pointwise", "unet", "faults"];
+var chosen = args.Length > 1 ? args[1..] : sections;
+foreach (var c in chosen)
+    if (!sections.Contains(c)) { Console.Error.WriteLine($"bench/layers: unknown section '{c}'; expected one of {string.Join(", ", sections)}"); return 2; }
+bool Run(string section) => chosen.Contains(section);
 // As the CLI does (DIFFUSION_MALLOC_TUNING=0 to see the untuned allocator's page faults).
 bool tuned = Diffusion.Util.NativeAllocator.Tune();
 set_num_threads(1);
@@ -30,6 +36,7 @@ double[] Interleaved(int n, Action<int> run)
 
 Console.WriteLine($"one thread, CPU ms per call, min over {reps} interleaved repetitions; allocator tuned: {tuned}");
 string[] convModes = ["float32", "float32 CL", "bf16", "bf16 CL"];
+if (Run("conv")) {
 Console.WriteLine($"\n3×3 convolution, batch 64, forward + backward (input already in the mode's dtype and layout):");
 Console.WriteLine($"{"layer",-18}" + string.Join("", convModes.Select(m => $"{m,14}")));
 foreach (var (ci, co, side) in new[] { (32, 32, 28), (64, 64, 14), (64, 64, 7), (128, 64, 14), (96, 32, 28) })
@@ -48,7 +55,9 @@ foreach (var (ci, co, side) in new[] { (32, 32, 28), (64, 64, 14), (64, 64, 7), 
     });
     Console.WriteLine($"{$"{ci}→{co} at {side}×{side}",-18}" + string.Join("", t.Select(v => $"{v,14:F1}")));
 }
+}
 
+if (Run("norm")) {
 Console.WriteLine($"\nGroupNorm (8 groups, float32 weights) + SiLU, batch 64, forward + backward:");
 Console.WriteLine($"{"layer",-18}" + string.Join("", convModes.Select(m => $"{m,14}")));
 foreach (var (c, side) in new[] { (32, 28), (64, 14), (64, 7) })
@@ -66,10 +75,12 @@ foreach (var (c, side) in new[] { (32, 28), (64, 14), (64, 7) })
     });
     Console.WriteLine($"{$"{c} at {side}×{side}",-18}" + string.Join("", t.Select(v => $"{v,14:F1}")));
 }
+}
 
 // Where the demo UNet's step goes: each block type at its shapes (dropout 0, as in the demo), forward + backward,
 // input in the precision's activation dtype (bfloat16 activations flow between blocks under bf16-mixed), and the
 // count of such blocks in the network, so the weighted sum approximates the step without the stem and the optimizer.
+if (Run("blocks")) {
 Console.WriteLine("\nThe demo UNet's blocks (dropout 0), batch 64, forward + backward; × = how many the network has:");
 Console.WriteLine($"{"block",-24}{"×",3}{"float32",10}{"bf16",10}{"gain",8}");
 var blocks = new (string Name, EmbBlock Block, int Count, int Ch, int Side)[]
@@ -110,8 +121,11 @@ using (var emb = randn(64, 128))
     Console.WriteLine($"{"weighted sum",-27}{sum32,10:F0}{sum16,10:F0}{sum32 / sum16,7:F2}×");
     foreach (var x in inputs) x.Dispose();
 }
+}
 
 // Attention at 7×7 (64 channels, 2 heads of 32, batch 64): libtorch's fused kernel against the plain matmul–softmax–matmul.
+if (Run("attention"))
+{
 Console.WriteLine("\nAttention products, 64 × 2 heads × 49 positions × 32, forward + backward:");
 {
     var qkv = new[] { randn(64, 2, 49, 32), randn(64, 2, 49, 32), randn(64, 2, 49, 32) };
@@ -128,7 +142,36 @@ Console.WriteLine("\nAttention products, 64 × 2 heads × 49 positions × 32, fo
     Console.WriteLine(string.Join("   ", names.Select((n, i) => $"{n} {t[i]:F1} ms")));
     foreach (var x in qkv) x.Dispose();
 }
+}
 
+// 1×1 convolutions (the skip projections of the up path, attention's QKV and output projections) against the same
+// product as a batched matrix multiplication, W [O, C] · x [B, C, H·W] (no layout change needed), bias added after.
+if (Run("pointwise"))
+{
+    Console.WriteLine("\n1×1 convolution against W·x as a batched matmul, batch 64, forward + backward (weights float32, cast in the bf16 modes):");
+    string[] pm = ["conv float32", "matmul float32", "conv bf16", "matmul bf16"];
+    Console.WriteLine($"{"layer",-18}" + string.Join("", pm.Select(m => $"{m,16}")));
+    foreach (var (ci, co, side) in new[] { (32, 64, 14), (128, 64, 7), (128, 64, 14), (96, 64, 14), (96, 32, 28), (64, 32, 28), (64, 192, 7), (64, 64, 7) })
+    {
+        using var w0 = randn(co, ci, 1, 1);
+        using var b0 = randn(co);
+        using var x0 = randn(64, ci, side, side);
+        var t = Interleaved(pm.Length, v =>
+        {
+            using var sc = NewDisposeScope();
+            var dt = v >= 2 ? ScalarType.BFloat16 : ScalarType.Float32;
+            var w = w0.detach().requires_grad_(true).to_type(dt);
+            var b = b0.detach().requires_grad_(true).to_type(dt);
+            var x = x0.to_type(dt).detach().requires_grad_(true);
+            var y = v % 2 == 0 ? nn.functional.conv2d(x, w, b)
+                               : matmul(w.reshape(co, ci), x.reshape(64, ci, side * side)).add(b.reshape(1, co, 1)).reshape(64, co, side, side);
+            y.to_type(ScalarType.Float32).square().mean().backward();
+        });
+        Console.WriteLine($"{$"{ci}→{co} at {side}×{side}",-18}" + string.Join("", t.Select(v => $"{v,16:F2}")));
+    }
+}
+
+if (Run("unet")) {
 Console.WriteLine("\nThe demo UNet (1.19 M parameters, dropout 0), batch 64:");
 using (var net = new UNet(1, 28, 32, [1, 2, 2], 1, [7], 32, 0.0, 8))
 {
@@ -141,7 +184,10 @@ using (var net = new UNet(1, 28, 32, [1, 2, 2], 1, [7], 32, 0.0, 8))
     for (int v = 0; v < 2; v++) Console.WriteLine($"{Precisions.Name(ps[v]),-12} forward + backward {fb[v],8:F0} ms   forward only {f[v],8:F0} ms");
     Console.WriteLine($"bf16-mixed speed-up: forward + backward {fb[0] / fb[1]:F2}×, forward {f[0] / f[1]:F2}×");
 }
+}
 
+if (Run("faults"))
+{
 Console.WriteLine("\nChannel counts at which the plain oneDNN 3×3 convolution's forward is wrong (max error > 2 % of max |y|, against float64):");
 static double Err(int ci, int co, ScalarType dt)
 {
@@ -156,3 +202,5 @@ var range = Enumerable.Range(1, 72).ToList();
 Console.WriteLine("  float32, inputs 1–72 (32 outputs):  " + string.Join(",", range.Where(c => Err(c, 32, ScalarType.Float32) > 0.02)));
 Console.WriteLine("  bfloat16, inputs 1–72 (32 outputs): " + string.Join(",", range.Where(c => Err(c, 32, ScalarType.BFloat16) > 0.02)));
 Console.WriteLine("  bfloat16, outputs 1–72 (32 inputs): " + string.Join(",", range.Where(c => Err(32, c, ScalarType.BFloat16) > 0.02)));
+}
+return 0;
