@@ -70,6 +70,8 @@ public class ConfigTests
     [InlineData("sample.eps-scale-b=0", "sample.eps-scale-b: expected a positive number")]
     [InlineData("model.input-embed-dim=5", "model.input-embed-dim: expected 0 (off) or an even number")]
     [InlineData("model.input-embed-scale=0", "model.input-embed-scale: expected a positive number")]
+    [InlineData("model.conditional=true", "model.conditional is not a setting; a model is class-conditional when model.num-classes is positive")]
+    [InlineData("model.conditional=1", "model.conditional is not a setting")]
     public void Bad_keys_and_values_are_one_line_errors_naming_the_key(string set, string expected)
     {
         var tree = ConfigLoader.EmbeddedTree("toy");
@@ -77,6 +79,29 @@ public class ConfigTests
         var e = Assert.Throws<ConfigException>(() => ConfigLoader.FromTree(tree, "test"));
         Assert.Contains(expected, e.Message);
         Assert.DoesNotContain("\n", e.Message);
+    }
+
+    /// <summary>
+    /// model.conditional follows model.num-classes and is not written; configs and checkpoints written before it was
+    /// dropped hold it, and still load when it agrees with model.num-classes.
+    /// </summary>
+    [Fact]
+    public void The_derived_conditional_flag_is_not_written_and_old_files_with_it_load()
+    {
+        var cfg = ConfigLoader.FromTree(ConfigLoader.EmbeddedTree("toy"));
+        Assert.False(ConfigLoader.ToTree(cfg)["model"]!.AsObject().ContainsKey("conditional"));
+        foreach (var (classes, flag) in new[] { (0, false), (3, true) })
+        {
+            var old = ConfigLoader.ToTree(cfg);
+            old["model"]!["num-classes"] = classes;
+            old["model"]!["conditional"] = flag;
+            var loaded = ConfigLoader.FromJson(old.ToJsonString(), "old config.json");
+            Assert.Equal(classes, loaded.Model.NumClasses);
+            Assert.Equal(flag, loaded.Model.Conditional);
+            old["model"]!["conditional"] = !flag;
+            var e = Assert.Throws<ConfigException>(() => ConfigLoader.FromJson(old.ToJsonString(), "old config.json"));
+            Assert.StartsWith("old config.json: model.conditional is not a setting", e.Message);
+        }
     }
 
     [Fact]

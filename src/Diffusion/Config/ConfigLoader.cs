@@ -106,6 +106,7 @@ public static class ConfigLoader
     /// <summary>Turns a JSON tree into a validated <see cref="RunConfig"/>; unknown keys and wrong types are errors naming the key.</summary>
     public static RunConfig FromTree(JsonObject tree, string origin = "config")
     {
+        DropDerivedConditional(tree, origin);
         RunConfig cfg;
         try
         {
@@ -131,6 +132,22 @@ public static class ConfigLoader
         try { cfg.Validate(); }
         catch (ConfigException e) { throw new ConfigException($"{origin}: {e.Message}"); }
         return cfg;
+    }
+
+    // Configs and checkpoints written before 2026-12-04 hold model.conditional, a value derived from model.num-classes
+    // that was serialized by mistake (and, set by hand, silently ignored). It is dropped when it agrees with
+    // model.num-classes, so those files still load, and refused when it does not, naming the setting that decides.
+    private static void DropDerivedConditional(JsonObject tree, string origin)
+    {
+        if (tree["model"] is not JsonObject model || !model.ContainsKey("conditional")) return;
+        bool classes = model["num-classes"] is JsonValue n && n.GetValueKind() == JsonValueKind.Number && double.TryParse(n.ToJsonString(), System.Globalization.CultureInfo.InvariantCulture, out double k) && k > 0;
+        var kind = model["conditional"]?.GetValueKind();
+        if ((kind == JsonValueKind.True && classes) || (kind == JsonValueKind.False && !classes))
+        {
+            model.Remove("conditional");
+            return;
+        }
+        throw new ConfigException($"{origin}: model.conditional is not a setting; a model is class-conditional when model.num-classes is positive (got model.conditional = {model["conditional"]?.ToJsonString() ?? "null"} with model.num-classes = {model["num-classes"]?.ToJsonString() ?? "0"})");
     }
 
     public static string ToJson(RunConfig cfg) => JsonSerializer.Serialize(cfg, JsonOptions);

@@ -269,7 +269,11 @@ public sealed class ModelConfig
     [System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)]
     public string[]? ClassNames { get; set; }
 
-    /// <summary>Whether the model is class-conditional.</summary>
+    /// <summary>
+    /// Whether the model is class-conditional (not a setting: it follows <see cref="NumClasses"/>; configs written
+    /// before 2026-12-04 hold it as model.conditional, which <see cref="ConfigLoader.FromTree"/> accepts when it agrees).
+    /// </summary>
+    [System.Text.Json.Serialization.JsonIgnore]
     public bool Conditional => NumClasses > 0;
 
     /// <summary>The name of class <paramref name="k"/> (its number when the classes are unnamed).</summary>
