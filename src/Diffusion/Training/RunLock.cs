@@ -50,6 +50,24 @@ public sealed class RunLock : IDisposable
     public static RunLock Acquire(string runDir, Action<string>? onMessage)
     {
         string path = System.IO.Path.Combine(runDir, FileName);
+        return Take(path, onMessage, out var live)
+            ?? throw (live is not null ? Held(runDir, path, live)
+                      : new UserError($"--out {runDir}: could not take the lock {path} (another train is starting there?); remove it if no train is running"));
+    }
+
+    /// <summary>
+    /// Takes the lock file <paramref name="fileName"/> in <paramref name="dir"/> unless a live holder has it (another
+    /// process, or another holder in this one): null then. A stale lock is taken over, saying so through
+    /// <paramref name="onMessage"/>. <c>diffusion study</c> claims its jobs with it.
+    /// </summary>
+    public static RunLock? TryAcquire(string dir, string fileName, Action<string>? onMessage) =>
+        Take(System.IO.Path.Combine(dir, fileName), onMessage, out _);
+
+    // The lock at path, or null with the live holder that has it (null when none could be read in five looks: the
+    // file kept vanishing or was still being written, as when several takers race).
+    private static RunLock? Take(string path, Action<string>? onMessage, out Holder? live)
+    {
+        live = null;
         for (int attempt = 0; attempt < 5; attempt++)
         {
             if (TryCreate(path)) return new RunLock(path);
@@ -59,30 +77,11 @@ public sealed class RunLock : IDisposable
                 Thread.Sleep(100);   // deleted meanwhile, or being written: look again
                 continue;
             }
-            if (!holder.IsStale()) throw Held(runDir, path, holder);
-            if (TryTakeOver(path, holder, onMessage)) return new RunLock(path);
-        }
-        throw new UserError($"--out {runDir}: could not take the lock {path} (another train is starting there?); remove it if no train is running");
-    }
-
-    /// <summary>
-    /// Takes the lock file <paramref name="fileName"/> in <paramref name="dir"/> unless a live holder has it (another
-    /// process, or another holder in this one): null then. A stale lock is taken over, saying so through
-    /// <paramref name="onMessage"/>. <c>diffusion study</c> claims its jobs with it.
-    /// </summary>
-    public static RunLock? TryAcquire(string dir, string fileName, Action<string>? onMessage)
-    {
-        string path = System.IO.Path.Combine(dir, fileName);
-        for (int attempt = 0; attempt < 5; attempt++)
-        {
-            if (TryCreate(path)) return new RunLock(path);
-            var holder = Read(path);
-            if (holder is null)
+            if (!holder.IsStale())
             {
-                Thread.Sleep(100);
-                continue;
+                live = holder;
+                return null;
             }
-            if (!holder.IsStale()) return null;
             if (TryTakeOver(path, holder, onMessage)) return new RunLock(path);
         }
         return null;
