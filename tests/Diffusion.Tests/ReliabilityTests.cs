@@ -154,6 +154,38 @@ public class ReliabilityTests
         Assert.False(File.Exists(Path.Combine(dir2, RunLock.FileName)));
     }
 
+    /// <summary>
+    /// A live holder stays live when the wall clock moved: a study worker's job lock was declared stale (and would have
+    /// been taken over by the second worker) because the VM's clock was stepped after the worker started, so its start
+    /// time, computed from the boot time, came out 19 s after its lock. Locks now name the process by its start in
+    /// ticks since boot; those without (older locks, no /proc) allow <see cref="RunLock.Holder.ClockSlack"/>.
+    /// </summary>
+    [Fact]
+    public void A_live_holder_is_not_stale_when_the_clock_moved_and_a_reused_process_id_is()
+    {
+        var self = RunLock.Self();
+        Assert.Equal(Environment.ProcessId, self.Pid);
+        if (OperatingSystem.IsLinux())
+        {
+            Assert.NotNull(self.StartTicks);
+            Assert.Equal(self.StartTicks, RunLock.ProcessStartTicks(Environment.ProcessId));
+            // the lock's wall time far from the process's start either way: still this live process
+            Assert.False((self with { StartedUtc = DateTime.UtcNow.AddHours(-5) }).IsStale());
+            Assert.False((self with { StartedUtc = DateTime.UtcNow.AddYears(-1) }).IsStale());
+            // the same id with another start: the id was reused, the writer is gone
+            Assert.True((self with { StartTicks = self.StartTicks + 1 }).IsStale());
+            // written and read back through the file
+            var path = Path.Combine(TestUtil.TempDir("lock-ticks"), "job.lock");
+            RunLock.Write(path, self);
+            Assert.Equal(self, RunLock.Read(path));
+        }
+        // without start ticks, a start up to ClockSlack after the lock's time is still the writer; later is not
+        var process = Process.GetCurrentProcess().StartTime.ToUniversalTime();
+        var legacy = new RunLock.Holder(Environment.ProcessId, Environment.MachineName, process.AddSeconds(-40));
+        Assert.False(legacy.IsStale());
+        Assert.True((legacy with { StartedUtc = process - RunLock.Holder.ClockSlack - TimeSpan.FromMinutes(1) }).IsStale());
+    }
+
     [Fact]
     public void Of_many_takers_of_one_stale_lock_at_the_same_instant_exactly_one_gets_it()
     {

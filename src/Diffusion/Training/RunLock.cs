@@ -9,7 +9,7 @@ namespace Diffusion.Training;
 /// One training process per run folder: <c>train.lock</c>, a small JSON file (process id, host name, start time)
 /// created exclusively when a trainer starts and deleted when it ends. A second trainer on the same folder is refused
 /// naming the holder; a lock left by a process that is gone (same host, no such process, or the process id now
-/// belongs to a process started after the lock) is taken over with a note.
+/// belongs to another process) is taken over with a note.
 /// </summary>
 public sealed class RunLock : IDisposable
 {
@@ -21,12 +21,28 @@ public sealed class RunLock : IDisposable
 
     private RunLock(string path) => Path = path;
 
-    /// <summary>What a lock file says about its holder.</summary>
-    public sealed record Holder(int Pid, string Host, DateTime StartedUtc)
+    /// <summary>
+    /// What a lock file says about its holder. <paramref name="StartTicks"/> is the holder process's start time in clock
+    /// ticks since boot (field 22 of /proc/PID/stat; null where there is no /proc, and in locks written before
+    /// 2026-12-04): it names the process whatever the wall clock does.
+    /// </summary>
+    public sealed record Holder(int Pid, string Host, DateTime StartedUtc, long? StartTicks = null)
     {
+        /// <summary>
+        /// How much later than its lock a process may seem to have started and still be the lock's writer, for locks
+        /// without <see cref="StartTicks"/>. A process's start time is computed from the boot time, which moves when the
+        /// wall clock is stepped (a virtual machine resumed from suspension: 20–40 s seen here), so a tight bound
+        /// declared a live worker's lock stale.
+        /// </summary>
+        public static readonly TimeSpan ClockSlack = TimeSpan.FromMinutes(10);
+
         public override string ToString() => $"process {Pid} on {Host}, since {StartedUtc:yyyy-MM-dd HH:mm:ss} UTC";
 
-        /// <summary>True when the holder is on this host and its process is gone (or its id was reused by a younger process).</summary>
+        /// <summary>
+        /// True when the holder is on this host and its process is gone, or its id now belongs to another process:
+        /// another start time since boot (<see cref="StartTicks"/>), or, without it, a start more than
+        /// <see cref="ClockSlack"/> after the lock was written.
+        /// </summary>
         public bool IsStale()
         {
             if (!string.Equals(Host, Environment.MachineName, StringComparison.OrdinalIgnoreCase)) return false;
@@ -34,8 +50,8 @@ public sealed class RunLock : IDisposable
             {
                 using var p = Process.GetProcessById(Pid);
                 if (p.HasExited) return true;
-                // A process started after the lock was written cannot be the one that wrote it (1 s of clock slack).
-                return p.StartTime.ToUniversalTime() > StartedUtc.AddSeconds(1);
+                if (StartTicks is long ticks && ProcessStartTicks(Pid) is long now) return now != ticks;
+                return p.StartTime.ToUniversalTime() > StartedUtc + ClockSlack;
             }
             catch (ArgumentException) { return true; }       // no such process
             catch (InvalidOperationException) { return true; }
@@ -107,7 +123,8 @@ public sealed class RunLock : IDisposable
         {
             var o = JsonNode.Parse(File.ReadAllText(path))!.AsObject();
             return new Holder(o["pid"]!.GetValue<int>(), o["host"]!.GetValue<string>(),
-                              DateTime.Parse(o["started"]!.GetValue<string>(), CultureInfo.InvariantCulture, DateTimeStyles.AdjustToUniversal | DateTimeStyles.AssumeUniversal));
+                              DateTime.Parse(o["started"]!.GetValue<string>(), CultureInfo.InvariantCulture, DateTimeStyles.AdjustToUniversal | DateTimeStyles.AssumeUniversal),
+                              o["start_ticks"]?.GetValue<long>());
         }
         catch (FileNotFoundException) { return null; }
         catch (DirectoryNotFoundException) { return null; }
@@ -157,7 +174,7 @@ public sealed class RunLock : IDisposable
         try
         {
             using var fs = new FileStream(path, FileMode.CreateNew, FileAccess.Write, FileShare.Read);
-            var bytes = System.Text.Encoding.UTF8.GetBytes(Json(new Holder(Environment.ProcessId, Environment.MachineName, DateTime.UtcNow)));
+            var bytes = System.Text.Encoding.UTF8.GetBytes(Json(Self()));
             fs.Write(bytes);
             fs.Flush(flushToDisk: true);
             return true;
@@ -167,10 +184,37 @@ public sealed class RunLock : IDisposable
         catch (IOException e) when (File.Exists(path) || (e.HResult & 0xFFFF) is 17 or 80 or 183) { return false; }
     }
 
-    private static string Json(Holder h) => new JsonObject
+    private static string Json(Holder h)
     {
-        ["pid"] = h.Pid, ["host"] = h.Host, ["started"] = h.StartedUtc.ToUniversalTime().ToString("o", CultureInfo.InvariantCulture),
-    }.ToJsonString() + "\n";
+        var o = new JsonObject
+        {
+            ["pid"] = h.Pid, ["host"] = h.Host, ["started"] = h.StartedUtc.ToUniversalTime().ToString("o", CultureInfo.InvariantCulture),
+        };
+        if (h.StartTicks is long t) o["start_ticks"] = t;
+        return o.ToJsonString() + "\n";
+    }
+
+    /// <summary>This process as a lock holder.</summary>
+    public static Holder Self() =>
+        new(Environment.ProcessId, Environment.MachineName, DateTime.UtcNow, ProcessStartTicks(Environment.ProcessId));
+
+    /// <summary>
+    /// The start time of process <paramref name="pid"/> in clock ticks since boot (field 22 of /proc/PID/stat), or null
+    /// where there is no /proc or no such process. Unlike a start time in wall-clock terms it does not move when the
+    /// clock is set, and a process that reuses the id has another.
+    /// </summary>
+    public static long? ProcessStartTicks(int pid)
+    {
+        try
+        {
+            string stat = File.ReadAllText($"/proc/{pid}/stat");
+            // "pid (comm) state ppid …": comm may hold spaces and parentheses, so count fields after its last ')'.
+            var fields = stat[(stat.LastIndexOf(')') + 1)..].Split(' ', StringSplitOptions.RemoveEmptyEntries);
+            return fields.Length > 19 && long.TryParse(fields[19], NumberStyles.None, CultureInfo.InvariantCulture, out long t) ? t : null;
+        }
+        catch (IOException) { return null; }
+        catch (UnauthorizedAccessException) { return null; }
+    }
 
     /// <summary>Deletes the lock (once).</summary>
     public void Dispose()
