@@ -206,6 +206,47 @@ public class ModelTests
         Assert.True(Rel(yb, y32) > 0, "bf16-mixed should not be bit-identical to float32 (the casts did not happen)");
     }
 
+    /// <summary>
+    /// Attention under bf16-mixed, fused kernel and matmul–softmax–matmul form alike, against float64 on the same
+    /// (bfloat16-rounded) q, k, v: output and gradients to bfloat16's precision; the two forms differ (another
+    /// rounding) but not by more than that.
+    /// </summary>
+    [Fact]
+    public void Bf16_attention_in_either_form_follows_float64()
+    {
+        using var scope = NewDisposeScope();
+        manual_seed(5);
+        var q = randn(3, 2, 49, 32).to_type(ScalarType.BFloat16).to_type(ScalarType.Float32);
+        var k = randn(3, 2, 49, 32).to_type(ScalarType.BFloat16).to_type(ScalarType.Float32);
+        var v = randn(3, 2, 49, 32).to_type(ScalarType.BFloat16).to_type(ScalarType.Float32);
+        var g = randn(3, 2, 49, 32);
+        var (q64, k64, v64) = (q.to_type(ScalarType.Float64).requires_grad_(true), k.to_type(ScalarType.Float64).requires_grad_(true), v.to_type(ScalarType.Float64).requires_grad_(true));
+        var y64 = matmul(matmul(q64, k64.transpose(-1, -2)).div(Math.Sqrt(32)).softmax(-1), v64);
+        (y64 * g.to_type(ScalarType.Float64)).sum().backward();
+        static double Rel(Tensor a, Tensor r) => (a.to_type(ScalarType.Float64) - r).norm().item<double>() / r.norm().item<double>();
+        var outputs = new List<Tensor>();
+        foreach (bool matmulForm in new[] { false, true })
+        {
+            var (qi, ki, vi) = (q.clone().requires_grad_(true), k.clone().requires_grad_(true), v.clone().requires_grad_(true));
+            Tensor y;
+            bool before = Autocast.MatmulAttentionInBf16;
+            Autocast.MatmulAttentionInBf16 = matmulForm;
+            try { using (Autocast.Enter(Precision.Bf16Mixed)) y = Autocast.Attention(qi, ki, vi); }
+            finally { Autocast.MatmulAttentionInBf16 = before; }
+            Assert.Equal(ScalarType.BFloat16, y.dtype);
+            (y.to_type(ScalarType.Float32) * g).sum().backward();
+            string form = matmulForm ? "matmul form" : "fused";
+            Assert.True(Rel(y.detach(), y64.detach()) < 1e-2, $"{form}: output off by {Rel(y.detach(), y64.detach()):G3}");
+            foreach (var (grad, reference, name) in new[] { (qi.grad!, q64.grad!, "q"), (ki.grad!, k64.grad!, "k"), (vi.grad!, v64.grad!, "v") })
+            {
+                Assert.Equal(ScalarType.Float32, grad.dtype);
+                Assert.True(Rel(grad, reference) < 2e-2, $"{form}: gradient of {name} off by {Rel(grad, reference):G3}");
+            }
+            outputs.Add(y.detach().to_type(ScalarType.Float32));
+        }
+        Assert.False(outputs[0].eq(outputs[1]).all().item<bool>(), "the two forms should round differently (was the matmul form taken?)");
+    }
+
     [Fact]
     public void Group_norm_starts_as_the_identity_affine_map()
     {

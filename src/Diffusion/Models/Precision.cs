@@ -1,5 +1,6 @@
 using TorchSharp.Modules;
 using static TorchSharp.torch;
+using Diffusion.Util;
 
 namespace Diffusion.Models;
 
@@ -103,6 +104,15 @@ public static class Autocast
         return nn.functional.linear(xb, wb, bb);
     }
 
+    /// <summary>
+    /// Under bf16-mixed, attention as matmul–softmax–matmul (the scores' softmax in float32, as autocast computes
+    /// softmax) instead of libtorch's fused kernel, which is 4–5× slower in bfloat16 than in float32 at the demo UNet's
+    /// 7×7 shape (bench/precision.md). Off by default for now: it changes bf16-mixed arithmetic, and the Fashion-MNIST
+    /// study (issue 12) must keep the arithmetic it started with; bench/layers measures it. Per thread, like <see cref="Enter"/>.
+    /// </summary>
+    public static bool MatmulAttentionInBf16 { get => matmulAttention; set => matmulAttention = value; }
+    [ThreadStatic] private static bool matmulAttention;
+
     /// <summary>Scaled dot-product attention of q, k, v ([B, heads, L, d]), in bfloat16 when <see cref="Active"/>.</summary>
     public static Tensor Attention(Tensor q, Tensor k, Tensor v)
     {
@@ -110,7 +120,10 @@ public static class Autocast
         using var qb = Bf16(q);
         using var kb = Bf16(k);
         using var vb = Bf16(v);
-        return nn.functional.scaled_dot_product_attention(qb, kb, vb);
+        if (!MatmulAttentionInBf16) return nn.functional.scaled_dot_product_attention(qb, kb, vb);
+        using var scope = NewDisposeScope();
+        var scores = matmul(qb, kb.transpose(-1, -2)).to_type(ScalarType.Float32).Mul(1.0 / Math.Sqrt(q.shape[^1]));
+        return matmul(scores.softmax(-1).to_type(ScalarType.BFloat16), vb).MoveToOuterDisposeScope();
     }
 
     /// <summary>A network's output in the dtype of its input (float32 after bfloat16 layers).</summary>
