@@ -41,7 +41,7 @@ public class ClassifierFeaturesTests
         Assert.Equal(200, a.Info.TestCount);
         Assert.Equal("classifier:bars", a.Name);
         Assert.Contains(log, l => l.Contains("test accuracy"));
-        var files = Directory.GetFiles(cache).Select(Path.GetFileName).Order().ToArray();
+        var files = Directory.GetFiles(cache).Select(f => Path.GetFileName(f)).Order().ToArray();
         Assert.Equal([$"bars-{a.Info.Key}.ckpt", $"bars-{a.Info.Key}.json"], files);
 
         // Same seed and data: identical weights whether trained again or loaded from the cache.

@@ -161,7 +161,7 @@ public class ConditionalTrainingTests
         using (var m = TrainedModel.Load(run))
         {
             Assert.Equal(3, m.Config.Model.NumClasses);
-            Assert.Equal(["ant", "moth", "zebra"], m.Config.Model.ClassNames);
+            Assert.Equal(["ant", "moth", "zebra"], m.Config.Model.ClassNames!);
             Assert.Equal(3, m.Network.NumClasses);
             Assert.Equal(0.1, m.Config.Train.LabelDropoutFor(m.Config.Model));
         }

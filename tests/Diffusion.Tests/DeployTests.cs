@@ -30,7 +30,7 @@ public class DeployTests
     {
         string dir = TestUtil.TempDir("deploy-shim"), log = Path.Combine(dir, "commands.log"), shim = Path.Combine(dir, "diffusion");
         File.WriteAllText(shim, "#!/bin/sh\n(IFS=$(printf '\\037'); printf '%s\\n' \"$*\") >> \"" + log + "\"\n");
-        File.SetUnixFileMode(shim, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+        if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(shim, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
         var psi = new ProcessStartInfo(shell) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         psi.ArgumentList.Add("-c");
         psi.ArgumentList.Add(script);

@@ -84,7 +84,7 @@ public class ReliabilityTests
     public void Keep_checkpoints_keeps_the_last_K_by_step()
     {
         var dir = Train("keep", Tiny(25, keep: 2));
-        var kept = Directory.GetFiles(dir, "checkpoint*.ckpt").Select(Path.GetFileName).Order().ToArray();
+        var kept = Directory.GetFiles(dir, "checkpoint*.ckpt").Select(f => Path.GetFileName(f)).Order().ToArray();
         Assert.Equal(["checkpoint.ckpt", "checkpoint.step-0000015.ckpt", "checkpoint.step-0000020.ckpt"], kept);
         Assert.Equal(15, Checkpoint.ReadHeader(Path.Combine(dir, "checkpoint.step-0000015.ckpt")).Step);
         var none = Train("keep0", Tiny(10, keep: 0));

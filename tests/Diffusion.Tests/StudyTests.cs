@@ -251,14 +251,14 @@ public class StudyTests : IDisposable
     }
 
     [Fact]
-    public void Two_worker_processes_share_the_jobs()
+    public async Task Two_worker_processes_share_the_jobs()
     {
         var dir = TestUtil.TempDir("study-processes");
         var plan = Plan(dir);
         string path = Path.Combine(dir, "plan.toml");
         var a = Task.Run(() => CliTests.Run("study", path, "--out", Out(dir), "--threads", "1"));
         var b = Task.Run(() => CliTests.Run("study", path, "--out", Out(dir), "--threads", "1"));
-        var results = new[] { a.Result, b.Result };
+        var results = await Task.WhenAll(a, b);
         Assert.All(results, r => Assert.True(r.Code == 0, r.Err));
         // Every job is done by exactly one of the two.
         var done = results.SelectMany(r => r.Err.Split('\n').Where(l => l.StartsWith("study: ", StringComparison.Ordinal) && l.Contains(" done → ", StringComparison.Ordinal))
@@ -271,7 +271,7 @@ public class StudyTests : IDisposable
     }
 
     [Fact]
-    public void Two_workers_never_run_the_same_job()
+    public async Task Two_workers_never_run_the_same_job()
     {
         var dir = TestUtil.TempDir("study-workers");
         var plan = Plan(dir);
@@ -292,7 +292,7 @@ public class StudyTests : IDisposable
         var b = new StudyRunner(plan, Out(dir)) { OnEvent = Meet() };
         var ta = Task.Run(a.RunAll);
         var tb = Task.Run(b.RunAll);
-        Task.WaitAll(ta, tb);
+        await Task.WhenAll(ta, tb);
         Assert.Equal(4, a.Finished.Count + b.Finished.Count);
         Assert.Empty(a.Finished.Intersect(b.Finished));
         Assert.NotEmpty(a.Finished);

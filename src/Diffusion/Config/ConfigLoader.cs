@@ -66,7 +66,7 @@ public static class ConfigLoader
                 return node as JsonObject ?? throw new ConfigException($"{origin}: expected a JSON object at the top level");
             }
             var table = TomlSerializer.Deserialize<TomlTable>(text) ?? new TomlTable();
-            return (JsonObject)TomlToJson(table);
+            return (JsonObject)TomlToJson(table)!;   // a table converts to an object
         }
         catch (JsonException e) { throw new ConfigException($"{origin}: not valid JSON ({OneLine(e.Message)})"); }
         catch (TomlException e) { throw new ConfigException($"{origin}: not valid TOML ({OneLine(e.Message)})"); }

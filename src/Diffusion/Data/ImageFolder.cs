@@ -22,6 +22,9 @@ public static class ImageFolder
         return Load(request.Spec, request.Arg, request.Config.ImageSize, request.Config.Channels);
     }
 
+    /// <param name="spec">The data spec as written (e.g. <c>images:DIR</c>), used in error messages.</param>
+    /// <param name="dir">The folder to search for images.</param>
+    /// <param name="size">Side of the square images in pixels (the short side is resized to it, then centre-cropped).</param>
     /// <param name="channels">1, 3, or 0 to decide from the files (1 when every image is gray).</param>
     public static Dataset Load(string spec, string dir, int size, int channels)
     {

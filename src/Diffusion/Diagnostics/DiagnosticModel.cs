@@ -10,7 +10,7 @@ namespace Diffusion.Diagnostics;
 /// <summary>
 /// A model under diagnosis: its denoiser, schedule, example shape and a source of held-out data.
 /// Either a trained checkpoint (its config names the data and the schedule; the denoiser comes from
-/// <see cref="TrainedModel.CreateDenoiser"/>, so the wrappers a run's config asks for apply) or the exact
+/// <see cref="TrainedModel.CreateDenoiser(long, SampleConfig?)"/>, so the wrappers a run's config asks for apply) or the exact
 /// denoiser of a Gaussian mixture (<c>gmm:SPEC.json</c>), whose answers are known in closed form.
 /// </summary>
 public sealed class DiagnosticModel : IDisposable

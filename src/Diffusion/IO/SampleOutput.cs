@@ -6,6 +6,10 @@ namespace Diffusion.IO;
 /// <summary>Writes samples where a user asked: FILE.npy (raw values) or FILE.png (an image grid, or a scatter plot for 2-D vectors).</summary>
 public static class SampleOutput
 {
+    /// <param name="path">The output file; its extension (.npy or .png) picks the format.</param>
+    /// <param name="samples">The samples: [N, C, H, W] images or [N, 2] points for a PNG, any shape for .npy.</param>
+    /// <param name="referencePoints">Optional [M, 2] points drawn behind the samples in a scatter plot.</param>
+    /// <param name="title">Title of a scatter plot (default: "N samples").</param>
     /// <param name="columns">Images per row of a grid (0: ⌈√N⌉); a grid of one row per class uses N/K.</param>
     public static void Save(string path, Tensor samples, Tensor? referencePoints = null, string? title = null, int columns = 0)
     {

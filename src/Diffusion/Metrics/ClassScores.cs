@@ -28,6 +28,9 @@ public sealed class ClassScores
     /// <param name="referenceFeatures">[M, F] features of the reference examples (null: no per-class FID).</param>
     /// <param name="referenceLabels">Their classes.</param>
     /// <param name="predicted">The classifier's class for each sample (null: no accuracy).</param>
+    /// <param name="classes">Number of classes K (labels 0 … K−1).</param>
+    /// <param name="names">The class names (null, or missing entries: the class index).</param>
+    /// <param name="classifier">The classifier's name, e.g. classifier:fashion-mnist (kept only when <paramref name="predicted"/> is given).</param>
     public static ClassScores Compute(Tensor sampleFeatures, long[] sampleLabels, Tensor? referenceFeatures, long[]? referenceLabels,
                                       long[]? predicted, int classes, IReadOnlyList<string>? names, string? classifier)
     {

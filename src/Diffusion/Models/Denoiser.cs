@@ -21,7 +21,7 @@ public enum Prediction
 /// <see cref="TimeStep"/> (the network's real-valued time together with the noise level α, σ of x), return the
 /// model's prediction. Anything that changes what the network is asked (SMD's fresh η, E-TSDM's time sharing,
 /// epsilon scaling, classifier-free guidance) is a wrapper around an <see cref="IDenoiser"/>, built once by
-/// <see cref="DenoiserStack"/>. A denoiser that owns resources (a generator) releases them on <see cref="IDisposable.Dispose"/>.
+/// <see cref="Sampling.DenoiserStack"/>. A denoiser that owns resources (a generator) releases them on <see cref="IDisposable.Dispose"/>.
 /// <para>
 /// A class-conditional denoiser (<see cref="Classes"/> = K &gt; 0) is also asked with labels: one class 0 … K−1 per
 /// row, or K, the null class (the unconditional model of classifier-free guidance). Asked without labels, it is

@@ -56,11 +56,17 @@ public sealed class MlpDenoiser : DenoiserNetwork
     public override long[] ExampleShape => exampleShape;
     public override int NumClasses => numClasses;
 
+    /// <param name="dim">D, the size of the input vectors.</param>
+    /// <param name="hidden">Width of the hidden layers and of the projected time embedding.</param>
+    /// <param name="blockCount">Number of residual MLP blocks.</param>
+    /// <param name="timeEmbedDim">Size of the sinusoidal time embedding.</param>
+    /// <param name="dropout">Dropout probability inside each block (0: none).</param>
     /// <param name="outDim">Output size (default: the input's, as a denoiser needs).</param>
     /// <param name="hyperLatentDim">When positive, hypernetwork layers conditioned on a latent vector of this size (SMD).</param>
     /// <param name="hyperLayers">Number of hyper layers: after the input projection, after the last block, then after earlier blocks.</param>
     /// <param name="classes">When positive, class-conditional: a learned embedding of classes + 1 rows (the last the null class) added to the time embedding.</param>
     /// <param name="inputEmbedDim">When positive (even), each input coordinate enters as a sinusoidal embedding of this size of <paramref name="inputEmbedScale"/>·x.</param>
+    /// <param name="inputEmbedScale">Scale applied to the input before its sinusoidal embedding (used only when <paramref name="inputEmbedDim"/> is positive).</param>
     public MlpDenoiser(int dim, int hidden = 256, int blockCount = 4, int timeEmbedDim = 128, double dropout = 0.0,
                        int? outDim = null, int hyperLatentDim = 0, int hyperLayers = 2, int classes = 0,
                        int inputEmbedDim = 0, double inputEmbedScale = 25.0) : base(nameof(MlpDenoiser))

@@ -146,6 +146,15 @@ public sealed class UNet : DenoiserNetwork
     public override long[] ExampleShape => exampleShape;
     public override int NumClasses => numClasses;
 
+    /// <param name="inChannels">Channels of the input images (1 gray, 3 RGB).</param>
+    /// <param name="imageSize">Side of the square input images in pixels.</param>
+    /// <param name="channels">Base channel count of the first level (also the time embedding's size; the embedding MLP is 4× wider).</param>
+    /// <param name="channelMult">Channel multiplier of each level, one level per entry (default [1, 2, 2]).</param>
+    /// <param name="resBlocks">Residual blocks per level on the way down (one more per level on the way up).</param>
+    /// <param name="attentionResolutions">Feature-map sides at which self-attention follows the residual blocks (default: none; the middle always has one).</param>
+    /// <param name="headChannels">Channels per attention head (heads = channels / headChannels, at least 1).</param>
+    /// <param name="dropout">Dropout probability inside the residual blocks.</param>
+    /// <param name="normGroups">GroupNorm groups (reduced to the largest divisor of the channel count when it does not divide it).</param>
     /// <param name="outChannels">Output channels (default: the input's, as a denoiser needs).</param>
     /// <param name="hyperLatentDim">When positive, hypernetwork layers conditioned on a per-pixel latent map of this many channels (SMD).</param>
     /// <param name="hyperLayers">1: a hyper layer after the input convolution; 2: also after the last residual block.</param>

@@ -9,7 +9,7 @@ namespace Diffusion.Schedules;
 /// units 0 … T−1 of the schedule it was trained on) together with the noise level of x at that step,
 /// α = √ᾱ and σ = √(1 − ᾱ), so that x_t = α·x0 + σ·ε. Only the schedule classes make time steps
 /// (<see cref="NoiseSchedule.Step"/>, <see cref="NoiseSchedule.Steps"/>, <see cref="ContinuousVp.Step"/>,
-/// <see cref="DiscreteSigmas.Step"/>): nothing else derives ᾱ from t.
+/// <see cref="SigmaView.Step"/>): nothing else derives ᾱ from t.
 /// <para>
 /// <see cref="T"/> is float64 [N]; <see cref="Alpha"/> and <see cref="Sigma"/> are in x's dtype and broadcast
 /// against x (a scalar for a step shared by the batch, [N, 1, …] per example). The tensors belong to the

@@ -37,7 +37,7 @@ public sealed record RunSummary
     public MixtureScores? Mixture { get; init; }
 
     /// <summary>
-    /// The summary of <paramref name="trainer"/>'s run after <see cref="Trainer.Run"/> and
+    /// The summary of <paramref name="trainer"/>'s run after <see cref="Trainer.Run()"/> and
     /// <see cref="Trainer.WriteSamples"/> (which drew <paramref name="samples"/> in <paramref name="sampleSeconds"/>);
     /// <paramref name="wallSeconds"/> is the whole command's time.
     /// </summary>

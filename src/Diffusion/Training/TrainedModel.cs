@@ -16,7 +16,7 @@ public sealed class TrainedModel : IDisposable
     public bool IsImage => ExampleShape.Length == 3;
 
     /// <summary>
-    /// The network as samplers must see it (<see cref="Sampling.DenoiserStack.ForSampling"/>): time sharing applied
+    /// The network as samplers must see it (<see cref="Sampling.DenoiserStack.ForSampling(RunConfig, DenoiserNetwork, long, SampleConfig?)"/>): time sharing applied
     /// to every time it is asked at when the run was trained with E-TSDM; for soft mixture denoising, fresh latents η
     /// from a generator of its own seeded with <paramref name="seed"/> (so deterministic samplers are deterministic
     /// given it); epsilon scaling when <paramref name="sampling"/> asks for it. The caller disposes it.

@@ -215,7 +215,7 @@ public sealed class Trainer : IDisposable
         TrainedSteps = step - sessionStart;
     }
 
-    /// <summary>Wall time of the last <see cref="Run"/> and the steps it took.</summary>
+    /// <summary>Wall time of the last <see cref="Run(long?)"/> (which <see cref="Run()"/> calls) and the steps it took.</summary>
     public double TrainSeconds { get; private set; }
     public long TrainedSteps { get; private set; }
     /// <summary>Training wall time of the whole run, every session included, as of the last checkpoint.</summary>

@@ -133,6 +133,10 @@ public static class TrainingRun
     /// Trains (or resumes) the run in <paramref name="runDir"/> to <c>train.steps</c>, then writes <c>loss.png</c>, the EMA
     /// samples (<c>samples.png</c>, <c>samples.npy</c>) and <c>metrics.json</c>; returns the summary it wrote.
     /// </summary>
+    /// <param name="cfg">The validated config of the run (from <see cref="NewConfig"/>, or <see cref="ResumeConfig(string, TrainRequest, string?)"/> when resuming).</param>
+    /// <param name="runDir">The run folder; for a new run, readied by <see cref="PrepareNew"/>.</param>
+    /// <param name="resume">Continue the run in <paramref name="runDir"/> from its checkpoint instead of starting one.</param>
+    /// <param name="callbacks">Messages and training/sampling progress (null: silent).</param>
     /// <param name="resumeFrom">With <paramref name="resume"/>: null for the latest checkpoint, <c>prev</c> or a checkpoint file.</param>
     public static RunSummary Execute(RunConfig cfg, string runDir, bool resume, TrainingCallbacks? callbacks = null, string? resumeFrom = null)
     {

@@ -78,7 +78,7 @@ public static class ThroughputBenchmark
     }
 
     /// <summary>
-    /// A built-in UNet config's network (seeded, in <paramref name="precision"/>) with AdamW and the ε-objective on random
+    /// A built-in UNet config's network (seeded, in the constructor's <c>precision</c>) with AdamW and the ε-objective on random
     /// data in [−1, 1]: what both the throughput and the memory measurements train.
     /// </summary>
     private sealed class BenchTraining : IDisposable

@@ -271,7 +271,7 @@ public sealed class FidBlockE : Module<Tensor, Tensor>
 
 /// <summary>
 /// The FID Inception-v3 up to its 2048-d average-pool features, with torchvision's module names.
-/// <paramref name="plainPooling"/> = true builds torchvision's own blocks instead (padding counted in
+/// The constructor's <c>plainPooling</c> = true builds torchvision's own blocks instead (padding counted in
 /// every average pool, no max pool in Mixed_7c), as pytorch-fid's <c>use_fid_inception=False</c> does:
 /// not for FID scores, but to show what the FID blocks change.
 /// </summary>

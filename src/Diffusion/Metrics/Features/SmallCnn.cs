@@ -28,7 +28,10 @@ public sealed class SmallCnn : Module<Tensor, Tensor>
     public int Classes { get; }
     public int FeatureDim { get; }
 
+    /// <param name="channels">Channels of the input images (1 gray, 3 RGB).</param>
+    /// <param name="classes">Number of classes the head predicts.</param>
     /// <param name="height">Image height and <paramref name="imageWidth"/> its width (the fully connected layer depends on them).</param>
+    /// <param name="imageWidth">Image width in pixels (at least 4).</param>
     /// <param name="width">w, the channels of the first convolution.</param>
     public SmallCnn(int channels, int classes, int height, int imageWidth, int width = 32) : base(nameof(SmallCnn))
     {
