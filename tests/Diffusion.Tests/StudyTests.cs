@@ -339,6 +339,60 @@ public class StudyTests : IDisposable
             plan.Jobs().Select(j => j.Id).ToArray());
     }
 
+    /// <summary>
+    /// A variant with no training of its own yet that combines others is estimated as the baseline plus each part's extra
+    /// seconds per step, sampling at its slowest part's rate (closed form from result files made up for the purpose).
+    /// </summary>
+    [Fact]
+    public void A_combined_variant_is_estimated_from_its_parts()
+    {
+        var dir = TestUtil.TempDir("study-parts");
+        var text = TinyPlan.Replace("""
+                [[variants]]
+                name = "debiased"
+                remedy = ["debiased"]
+                """, """
+                [[variants]]
+                name = "a"
+                set = ["perturbation.gamma=0.1"]
+
+                [[variants]]
+                name = "b"
+                set = ["time-sharing.intervals=5"]
+
+                [[variants]]
+                name = "ab"
+                set = ["perturbation.gamma=0.1", "time-sharing.intervals=5"]
+                """);
+        text = text[..text.IndexOf("[[claims]]", StringComparison.Ordinal)];
+        var plan = Plan(dir, text);
+        Assert.Equal(["a", "b"], StudyStatus.Parts(plan, plan.Variant("ab")).Select(v => v.Name).ToArray());
+        Assert.Empty(StudyStatus.Parts(plan, plan.Variant("a")));
+        var folder = new StudyFolder(Out(dir));
+        Directory.CreateDirectory(Path.Combine(Out(dir), "results"));
+        // Seed 0 of the baseline, a and b finished: 1, 3 and 2 s per step; sampling 1, 1 and 4 ms per sample·NFE.
+        foreach (var (variant, perStep, perSampleNfe) in new[] { ("baseline", 1.0, 0.001), ("a", 3.0, 0.001), ("b", 2.0, 0.004) })
+        {
+            var job = plan.Jobs().First(j => j.Variant.Name == variant && j.Seed == 0);
+            var evals = new JsonArray();
+            foreach (var t in plan.Tasks(job))
+                evals.Add(new JsonObject { ["step"] = t.Step, ["label"] = t.Label, ["n"] = 96, ["nfe"] = 10, ["sample_seconds"] = 96 * 10 * perSampleNfe, ["score_seconds"] = 0.5 });
+            StudyFolder.Write(folder.Result(job), new JsonObject
+            {
+                ["train"] = new JsonObject { ["steps"] = plan.Steps, ["seconds"] = perStep * plan.Steps },
+                ["evaluations"] = evals,
+            });
+        }
+        var left = StudyStatus.Of(plan, Out(dir)).JobSecondsLeft;
+        // ab trains at 1 + (3 − 1) + (2 − 1) = 4 s per step and samples at b's 4 ms: b's own seed 1 plus 2 s per step.
+        Assert.Equal(left["b-seed1"] + plan.Steps * (4.0 - 2.0), left["ab-seed0"], 6);
+        // a's seed 1 at its own rates: 1 s per step more than b's, and 3 ms less per sample·NFE over the same rows
+        // (ddim-5 at both evaluation steps, ddpm-10 at the last: 5 + 5 + 10 evaluations of 96 samples).
+        var nfe = plan.Tasks(plan.Jobs().First(j => j.Id == "a-seed1")).Sum(t => t.Label == "ddpm-10" ? 10 : 5);
+        Assert.Equal(20, nfe);
+        Assert.Equal(left["b-seed1"] + plan.Steps * 1.0 - 96 * nfe * 0.003, left["a-seed1"], 6);
+    }
+
     [Fact]
     public void Until_leaves_jobs_that_would_not_finish_in_time_for_later()
     {

@@ -32,6 +32,7 @@ public sealed class StudyStatus
         // Training: seconds per step per variant and overall, from every finished training (train.json of finished and partial jobs).
         var trainRates = new List<(string Variant, double Seconds, long Steps)>();
         var evals = new List<JsonObject>();
+        var evalVariant = new List<string>();
         foreach (var job in plan.Jobs())
         {
             // A finished job whose work folder is gone (results copied into a fresh folder on another machine) still
@@ -44,12 +45,40 @@ public sealed class StudyStatus
             var evalDir = Path.GetDirectoryName(folder.Eval(job, plan.Tasks(job)[0]))!;
             var cached = Directory.Exists(evalDir) ? Directory.GetFiles(evalDir, "*.json").Select(StudyFolder.Read).OfType<JsonObject>().ToList() : [];
             if (cached.Count == 0 && result?["evaluations"] is JsonArray re) cached = re.OfType<JsonObject>().ToList();
-            evals.AddRange(cached.Where(e => e["n"] is not null && e["nfe"] is not null && e["sample_seconds"] is not null && e["score_seconds"] is not null));
+            var usable = cached.Where(e => e["n"] is not null && e["nfe"] is not null && e["sample_seconds"] is not null && e["score_seconds"] is not null).ToList();
+            evals.AddRange(usable);
+            evalVariant.AddRange(usable.Select(_ => job.Variant.Name));
         }
         double? globalTrain = trainRates.Count == 0 ? null : trainRates.Sum(t => t.Seconds) / trainRates.Sum(t => t.Steps);
         // Evaluation: sampling seconds per sample·NFE and scoring seconds per sample, from every evaluation made so far.
-        double sampleWork = evals.Sum(e => e["n"]!.GetValue<double>() * e["nfe"]!.GetValue<double>());
-        double? sampleRate = sampleWork == 0 ? null : evals.Sum(e => e["sample_seconds"]!.GetValue<double>()) / sampleWork;
+        static double? SampleRate(IEnumerable<JsonObject> es)
+        {
+            var list = es.ToList();
+            double work = list.Sum(e => e["n"]!.GetValue<double>() * e["nfe"]!.GetValue<double>());
+            return work == 0 ? null : list.Sum(e => e["sample_seconds"]!.GetValue<double>()) / work;
+        }
+        double? sampleRate = SampleRate(evals);
+        // Each variant's own rates where it has them. A variant with none yet that combines others (its remedies and
+        // assignments include theirs: "all five") costs about the baseline plus each part's extra cost per training step,
+        // and samples at its slowest part's rate; the plan-wide averages would take it for an average variant (all five
+        // of the Fashion-MNIST plan took ≈ 3× the average training time and overran a session).
+        var ownTrain = trainRates.GroupBy(t => t.Variant).ToDictionary(g => g.Key, g => g.Sum(t => t.Seconds) / g.Sum(t => t.Steps));
+        var ownSample = evals.Select((e, i) => (e, v: evalVariant[i])).GroupBy(x => x.v)
+            .ToDictionary(g => g.Key, g => SampleRate(g.Select(x => x.e)));
+        double? VariantTrainRate(StudyVariant v)
+        {
+            if (ownTrain.TryGetValue(v.Name, out double r)) return r;
+            var parts = Parts(plan, v).Where(p => ownTrain.ContainsKey(p.Name)).ToList();
+            if (parts.Count > 0 && ownTrain.TryGetValue(plan.Baseline, out double b))
+                return b + parts.Sum(p => Math.Max(0, ownTrain[p.Name] - b));
+            return globalTrain;
+        }
+        double? VariantSampleRate(StudyVariant v)
+        {
+            if (ownSample.TryGetValue(v.Name, out var r) && r is not null) return r;
+            var parts = Parts(plan, v).Select(p => ownSample.GetValueOrDefault(p.Name)).OfType<double>().ToList();
+            return parts.Count > 0 ? Math.Max(parts.Max(), sampleRate ?? 0) : sampleRate;
+        }
         double? scoreRate = evals.Count == 0 ? null : evals.Sum(e => e["score_seconds"]!.GetValue<double>()) / evals.Sum(e => e["n"]!.GetValue<double>());
         // Diagnostics: seconds per network evaluation over those finished so far; before any, twice the sampling rate (they
         // run in float32, sampling in the run's precision, bf16-mixed on this project's machine — a rough guess).
@@ -87,8 +116,8 @@ public sealed class StudyStatus
             if (!running) detail = trained > 0 || cachedEvals > 0 ? $"partial: trained {trained}/{plan.Steps} steps, {cachedEvals}/{tasks.Count} evaluations cached" : "";
             jobs.Add(new JobStatus(job, running ? "running" : "left", detail));
 
-            double? trainRate = trainRates.Where(t => t.Variant == job.Variant.Name).ToList() is { Count: > 0 } own ? own.Sum(t => t.Seconds) / own.Sum(t => t.Steps) : globalTrain;
-            if (trainRate is null || sampleRate is null || scoreRate is null) { unknown = true; continue; }
+            double? trainRate = VariantTrainRate(job.Variant), jobSampleRate = VariantSampleRate(job.Variant);
+            if (trainRate is null || jobSampleRate is null || scoreRate is null) { unknown = true; continue; }
             double before = left;
             left += (plan.Steps - trained) * trainRate.Value;
             foreach (var t in tasks.Where(t => !File.Exists(folder.Eval(job, t))))
@@ -99,7 +128,7 @@ public sealed class StudyStatus
                     var schedule = cfg.Schedule.Build();
                     k = nfe[(job.Variant.Name, t.Label)] = Samplers.Create(SampleRun.Resolve(cfg.Sample, t.Assignments, schedule.T), schedule, false).Evaluations;
                 }
-                left += (t.N ?? plan.Evaluation.N) * ((double)k * sampleRate!.Value + scoreRate!.Value);
+                left += (t.N ?? plan.Evaluation.N) * ((double)k * jobSampleRate.Value + scoreRate.Value);
             }
             int T = plan.ConfigFor(job).Schedule.Timesteps;
             foreach (var d in plan.DiagnosticsFor(job).Where(d => !File.Exists(folder.Diagnostic(job, d))))
@@ -109,8 +138,19 @@ public sealed class StudyStatus
         var c = CultureInfo.InvariantCulture;
         string estimate = unknown
             ? "no estimate yet (it needs one finished training for the training rate and one finished evaluation for the evaluation rates)"
-            : string.Create(c, $"estimated from {trainRates.Count} finished training(s) ({globalTrain:G3} s/step on average; each variant's own rate where one of its trainings finished) and {evals.Count} evaluation(s) (sampling {1000 * sampleRate:G3} ms per sample·NFE, scoring {1000 * scoreRate:G3} ms per sample); serial time, divide by the number of workers");
+            : string.Create(c, $"estimated from {trainRates.Count} finished training(s) ({globalTrain:G3} s/step on average; each variant's own rates where it has them, a combined variant's from its parts') and {evals.Count} evaluation(s) (sampling {1000 * sampleRate:G3} ms per sample·NFE, scoring {1000 * scoreRate:G3} ms per sample); serial time, divide by the number of workers");
         return new StudyStatus { Jobs = jobs, SecondsLeft = unknown ? null : left, Estimate = estimate, JobSecondsLeft = perJob };
+    }
+
+    /// <summary>
+    /// The variants <paramref name="v"/> combines: the others (the baseline aside) whose remedies and assignments are all
+    /// among its own.
+    /// </summary>
+    public static IReadOnlyList<StudyVariant> Parts(StudyPlan plan, StudyVariant v)
+    {
+        var mine = v.Remedies.Concat(v.Sets).ToHashSet();
+        return plan.Variants.Where(o => o.Name != v.Name && o.Name != plan.Baseline && o.Remedies.Count + o.Sets.Count > 0
+                                        && o.Remedies.Concat(o.Sets).All(mine.Contains)).ToList();
     }
 
     public string ToText()
