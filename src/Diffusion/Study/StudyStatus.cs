@@ -31,8 +31,7 @@ public sealed class StudyStatus
         var folder = new StudyFolder(outDir);
         // Training: seconds per step per variant and overall, from every finished training (train.json of finished and partial jobs).
         var trainRates = new List<(string Variant, double Seconds, long Steps)>();
-        var evals = new List<JsonObject>();
-        var evalVariant = new List<string>();
+        var evals = new List<(string Variant, JsonObject Eval)>();
         foreach (var job in plan.Jobs())
         {
             // A finished job whose work folder is gone (results copied into a fresh folder on another machine) still
@@ -45,9 +44,8 @@ public sealed class StudyStatus
             var evalDir = Path.GetDirectoryName(folder.Eval(job, plan.Tasks(job)[0]))!;
             var cached = Directory.Exists(evalDir) ? Directory.GetFiles(evalDir, "*.json").Select(StudyFolder.Read).OfType<JsonObject>().ToList() : [];
             if (cached.Count == 0 && result?["evaluations"] is JsonArray re) cached = re.OfType<JsonObject>().ToList();
-            var usable = cached.Where(e => e["n"] is not null && e["nfe"] is not null && e["sample_seconds"] is not null && e["score_seconds"] is not null).ToList();
-            evals.AddRange(usable);
-            evalVariant.AddRange(usable.Select(_ => job.Variant.Name));
+            evals.AddRange(cached.Where(e => e["n"] is not null && e["nfe"] is not null && e["sample_seconds"] is not null && e["score_seconds"] is not null)
+                                 .Select(e => (job.Variant.Name, e)));
         }
         double? globalTrain = trainRates.Count == 0 ? null : trainRates.Sum(t => t.Seconds) / trainRates.Sum(t => t.Steps);
         // Evaluation: sampling seconds per sample·NFE and scoring seconds per sample, from every evaluation made so far.
@@ -57,14 +55,13 @@ public sealed class StudyStatus
             double work = list.Sum(e => e["n"]!.GetValue<double>() * e["nfe"]!.GetValue<double>());
             return work == 0 ? null : list.Sum(e => e["sample_seconds"]!.GetValue<double>()) / work;
         }
-        double? sampleRate = SampleRate(evals);
+        double? sampleRate = SampleRate(evals.Select(x => x.Eval));
         // Each variant's own rates where it has them. A variant with none yet that combines others (its remedies and
         // assignments include theirs: "all five") costs about the baseline plus each part's extra cost per training step,
-        // and samples at its slowest part's rate; the plan-wide averages would take it for an average variant (all five
+        // and samples at its slowest part's rate (or the plan's average, if slower); the plan-wide averages would take it for an average variant (all five
         // of the Fashion-MNIST plan took ≈ 3× the average training time and overran a session).
         var ownTrain = trainRates.GroupBy(t => t.Variant).ToDictionary(g => g.Key, g => g.Sum(t => t.Seconds) / g.Sum(t => t.Steps));
-        var ownSample = evals.Select((e, i) => (e, v: evalVariant[i])).GroupBy(x => x.v)
-            .ToDictionary(g => g.Key, g => SampleRate(g.Select(x => x.e)));
+        var ownSample = evals.GroupBy(x => x.Variant).ToDictionary(g => g.Key, g => SampleRate(g.Select(x => x.Eval)));
         double? VariantTrainRate(StudyVariant v)
         {
             if (ownTrain.TryGetValue(v.Name, out double r)) return r;
@@ -79,7 +76,7 @@ public sealed class StudyStatus
             var parts = Parts(plan, v).Select(p => ownSample.GetValueOrDefault(p.Name)).OfType<double>().ToList();
             return parts.Count > 0 ? Math.Max(parts.Max(), sampleRate ?? 0) : sampleRate;
         }
-        double? scoreRate = evals.Count == 0 ? null : evals.Sum(e => e["score_seconds"]!.GetValue<double>()) / evals.Sum(e => e["n"]!.GetValue<double>());
+        double? scoreRate = evals.Count == 0 ? null : evals.Sum(x => x.Eval["score_seconds"]!.GetValue<double>()) / evals.Sum(x => x.Eval["n"]!.GetValue<double>());
         // Diagnostics: seconds per network evaluation over those finished so far; before any, twice the sampling rate (they
         // run in float32, sampling in the run's precision, bf16-mixed on this project's machine — a rough guess).
         var diags = plan.Jobs().SelectMany(j => plan.DiagnosticsFor(j).Select(d => StudyFolder.Read(folder.Diagnostic(j, d)))).OfType<JsonObject>()
