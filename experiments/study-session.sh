@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One working session of the issue-12 studies on a fresh machine, where only the repository survives between sessions:
 #
-#   experiments/study-session.sh start UNTIL     # seed the study folders from the committed results, start two workers
+#   experiments/study-session.sh start UNTIL [fill]   # seed the study folders from the committed results, start two workers
 #   experiments/study-session.sh status          # both plans' --status
 #   experiments/study-session.sh sync            # copy new results into docs/results/study-*/, regenerate the reports
 #
@@ -11,6 +11,10 @@
 # run (work on another clone). Worker 1 takes the Fashion-MNIST plan's jobs, then the grid plan's; worker 2 the other
 # way round; one libtorch thread each, OMP_WAIT_POLICY=PASSIVE. Study folders and logs go to STUDY_ROOT (default
 # runs/ of this checkout): STUDY_ROOT/study-fashion, STUDY_ROOT/study-grid, STUDY_ROOT/w1.log, STUDY_ROOT/w2.log.
+# With "fill", a worker with nothing left that fits before UNTIL then takes jobs without a bound, to be killed by the
+# session's end: a job resumes from its last checkpoint (train.checkpoint-every) and its cached evaluations in the
+# next session if this machine's disk survives, and starts from zero if not — the core would otherwise stand idle.
+# Pause such workers (kill -STOP) for a clean CI run at the session's end; their results land only when a job ends.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 runs="${STUDY_ROOT:-$root/runs}"
@@ -19,8 +23,10 @@ cmd="${1:-}"
 
 case "$cmd" in
   start)
-    [ $# -eq 2 ] || { echo "usage: $0 start UNTIL (a UTC time HH:MM or an ISO date-time)" >&2; exit 2; }
+    [ $# -eq 2 ] || { [ $# -eq 3 ] && [ "$3" = fill ]; } \
+      || { echo "usage: $0 start UNTIL [fill] (UNTIL: a UTC time HH:MM or an ISO date-time)" >&2; exit 2; }
     until_time="$2"
+    fill="${3:-}"
     [ -x "$root/diffusion" ] || { echo "error: $root/diffusion not found: build the project first" >&2; exit 2; }
     for p in "${plans[@]}"; do
       dir="$runs/study-$p"
@@ -36,7 +42,13 @@ case "$cmd" in
       ( cd "$root"
         for p in "$first" "$second"; do
           OMP_WAIT_POLICY=PASSIVE ./diffusion study "experiments/study-$p.toml" --out "$runs/study-$p" --threads 1 --until "$until_time" || true
-        done ) >> "$log" 2>&1 &
+        done
+        if [ "$fill" = fill ]; then
+          echo "fill: taking jobs past $until_time; the session's end will cut the last one (it resumes if the disk survives)"
+          for p in "$first" "$second"; do
+            OMP_WAIT_POLICY=PASSIVE ./diffusion study "experiments/study-$p.toml" --out "$runs/study-$p" --threads 1 || true
+          done
+        fi ) >> "$log" 2>&1 &
       echo "worker: $first then $second → $log (pid $!)"
     }
     worker fashion grid "$runs/w1.log"
@@ -67,7 +79,7 @@ case "$cmd" in
     echo "synced: git status docs/results shows what is new"
     ;;
   *)
-    echo "usage: $0 start UNTIL | status | sync" >&2
+    echo "usage: $0 start UNTIL [fill] | status | sync" >&2
     exit 2
     ;;
 esac
