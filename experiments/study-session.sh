@@ -11,10 +11,10 @@
 # run (work on another clone). Worker 1 takes the Fashion-MNIST plan's jobs, then the grid plan's; worker 2 the other
 # way round; one libtorch thread each, OMP_WAIT_POLICY=PASSIVE. Study folders and logs go to STUDY_ROOT (default
 # runs/ of this checkout): STUDY_ROOT/study-fashion, STUDY_ROOT/study-grid, STUDY_ROOT/w1.log, STUDY_ROOT/w2.log.
-# With "fill", a worker with nothing left that fits before UNTIL then takes jobs without a bound, to be killed by the
-# session's end: a job resumes from its last checkpoint (train.checkpoint-every) and its cached evaluations in the
-# next session if this machine's disk survives, and starts from zero if not — the core would otherwise stand idle.
-# Pause such workers (kill -STOP) for a clean CI run at the session's end; their results land only when a job ends.
+# A job still running at UNTIL stops there (diffusion study --until: its training writes a checkpoint at the step
+# reached). With "fill", a worker with nothing left that fits before UNTIL then takes the other jobs too (--fill), to be
+# stopped at UNTIL: such a job resumes in the next session if this machine's disk survives, and starts from zero if
+# not — the core would otherwise stand idle.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 runs="${STUDY_ROOT:-$root/runs}"
@@ -44,9 +44,8 @@ case "$cmd" in
           OMP_WAIT_POLICY=PASSIVE ./diffusion study "experiments/study-$p.toml" --out "$runs/study-$p" --threads 1 --until "$until_time" || true
         done
         if [ "$fill" = fill ]; then
-          echo "fill: taking jobs past $until_time; the session's end will cut the last one (it resumes if the disk survives)"
           for p in "$first" "$second"; do
-            OMP_WAIT_POLICY=PASSIVE ./diffusion study "experiments/study-$p.toml" --out "$runs/study-$p" --threads 1 || true
+            OMP_WAIT_POLICY=PASSIVE ./diffusion study "experiments/study-$p.toml" --out "$runs/study-$p" --threads 1 --until "$until_time" --fill || true
           done
         fi ) >> "$log" 2>&1 &
       echo "worker: $first then $second → $log (pid $!)"

@@ -20,13 +20,19 @@ public static class StudyCommand
         OptionSpec.Value("until", "TIME", """
             claim only jobs whose estimated time left ends before TIME (HH:MM UTC today, or an ISO 8601
             date-time), then stop: for a machine that is taken away at a known time; follow it with
-            another plan's worker to fill the rest
+            another plan's worker to fill the rest. A job still running at TIME stops there (its training
+            writes a checkpoint at the step reached; an evaluation in progress is dropped) and resumes
+            from there in a later run on DIR
+            """),
+        OptionSpec.Switch("fill", """
+            with --until: once no job left fits before TIME, take the others too and stop them at TIME,
+            instead of leaving the worker idle (their work counts if DIR is still there for a later run)
             """),
         OptionSpec.Switch("quiet", "no log lines"),
     ];
 
     public static HelpPage Help => new("""
-        diffusion study PLAN.toml --out DIR [--threads N] [--until TIME] [--quiet]
+        diffusion study PLAN.toml --out DIR [--threads N] [--until TIME [--fill]] [--quiet]
         diffusion study PLAN.toml --out DIR --status
         diffusion study PLAN.toml --out DIR --report [--report-out FILE.md]
         """, """
@@ -73,15 +79,18 @@ public static class StudyCommand
             Console.Error.WriteLine($"study: report → {report}");
             return 0;
         }
+        if (a.Switch("fill") && !a.Has("until")) throw new UsageError("diffusion study: --fill needs --until TIME (the time at which the jobs it takes stop)");
         plan.Validate();
         if (a.Int("threads", 1) is int threads) torch.set_num_threads(threads);
         bool quiet = a.Switch("quiet");
-        var runner = new StudyRunner(plan, outDir, quiet ? null : m => Console.Error.WriteLine(m)) { Until = a.Get("until") is string u ? ParseUntil(u) : null };
+        var runner = new StudyRunner(plan, outDir, quiet ? null : m => Console.Error.WriteLine(m)) { Until = a.Get("until") is string u ? ParseUntil(u) : null, Fill = a.Switch("fill") };
         int done = runner.RunAll();
         var status = StudyStatus.Of(plan, outDir);
         Console.Error.WriteLine($"study: this worker finished {done} job(s); {status.Count("done")} done, {status.Count("running")} running, {status.Count("left")} left, {status.Count("failed")} failed of {status.Jobs.Count}");
         if (runner.Failed.Count > 0)
             throw new UserError($"study: {runner.Failed.Count} job(s) failed here ({runner.Failed[0].Job}: {runner.Failed[0].Error}); see --status, and delete {outDir}/work/<job>/failed.json to retry");
+        if (runner.Stopped is { } stopped)
+            Console.Error.WriteLine($"study: stopped at --until: {stopped.Job} ({stopped.Where}); a later run on {outDir} resumes it");
         if (runner.Deferred.Count > 0)
             Console.Error.WriteLine($"study: left for later (would not finish before --until): {string.Join(", ", runner.Deferred.Keys)}");
         return 0;

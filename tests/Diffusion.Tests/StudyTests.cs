@@ -398,9 +398,13 @@ public class StudyTests : IDisposable
     {
         var dir = TestUtil.TempDir("study-until");
         var plan = Plan(dir);
-        // Nothing measured yet: the first job is taken (no estimate); from then on every job's estimate passes the deadline.
-        var early = new StudyRunner(plan, Out(dir)) { Until = DateTime.UtcNow.AddMilliseconds(1) };
+        // Nothing measured yet: the first job is taken (no estimate); from then on every job's estimate passes the
+        // deadline. The clock stands still, so the deadline never comes.
+        var t0 = DateTime.UtcNow;
+        var until = t0.AddMilliseconds(1);
+        var early = new StudyRunner(plan, Out(dir)) { Until = until, Clock = () => t0 };
         Assert.Equal(1, early.RunAll());
+        Assert.Null(early.Stopped);
         Assert.Equal(plan.Jobs().Skip(1).Select(j => j.Id).Order(), early.Deferred.Keys.Order());
         Assert.All(early.Deferred.Values, s => Assert.True(s > 0));
         var status = StudyStatus.Of(plan, Out(dir));
@@ -416,10 +420,66 @@ public class StudyTests : IDisposable
         Assert.NotNull(copied.SecondsLeft);
         Assert.Equal(status.JobSecondsLeft.Keys.Order(), copied.JobSecondsLeft.Keys.Order());
         foreach (var (job, seconds) in status.JobSecondsLeft) Assert.Equal(seconds, copied.JobSecondsLeft[job], 6);
+        // --fill: with nothing left that fits, the next job in plan order is taken anyway and stopped at the deadline
+        // (the clock reaches it after step 5); the others stay deferred.
+        var now = t0;
+        var filler = new StudyRunner(plan, Out(dir)) { Until = until, Fill = true, Clock = () => now, OnEvent = (_, e) => { if (e == "step 5") now = until; } };
+        Assert.Equal(0, filler.RunAll());
+        string second = plan.Jobs()[1].Id;
+        Assert.Equal((second, "training at step 5 of 30, checkpoint written"), filler.Stopped);
+        Assert.Equal(plan.Jobs().Skip(2).Select(j => j.Id).Order(), filler.Deferred.Keys.Order());
+        Assert.Equal(3, StudyStatus.Of(plan, Out(dir)).Count("left"));
         // With time enough, a later worker takes them all.
         var later = new StudyRunner(plan, Out(dir)) { Until = DateTime.UtcNow.AddHours(1) };
         Assert.Equal(3, later.RunAll());
         Assert.Empty(later.Deferred);
+    }
+
+    [Fact]
+    public void Until_stops_the_job_in_progress_where_it_is_and_a_later_run_resumes_it_to_identical_metrics()
+    {
+        var dir = TestUtil.TempDir("study-stop");
+        var plan = Plan(dir);
+        string whole = Path.Combine(dir, "whole"), inTraining = Path.Combine(dir, "in-training"), inEval = Path.Combine(dir, "in-eval");
+        new StudyRunner(plan, whole).RunAll();
+        var t0 = DateTime.UtcNow;
+        var until = t0.AddHours(1);
+
+        // The clock reaches --until after step 17 of the first job (checkpoints every 10 steps): its training stops
+        // there with a checkpoint of step 17, the lock is released and nothing else is claimed.
+        var now = t0;
+        var a = new StudyRunner(plan, inTraining) { Until = until, Clock = () => now, OnEvent = (_, e) => { if (e == "step 17") now = until; } };
+        Assert.Equal(0, a.RunAll());
+        Assert.Equal(("baseline-seed0", "training at step 17 of 30, checkpoint written"), a.Stopped);
+        Assert.Equal(1, a.TrainingSessions);
+        Assert.False(File.Exists(Path.Combine(inTraining, "work", "baseline-seed0", StudyFolder.LockFile)));
+        using (var m = TrainedModel.Load(Path.Combine(inTraining, "work", "baseline-seed0", "run"))) Assert.Equal(17, m.Step);
+
+        // It passes during the sampling of the second evaluation: that one is dropped, the first stays cached.
+        int calls = -1;
+        var b = new StudyRunner(plan, inEval)
+        {
+            Until = until,
+            Clock = () => calls >= 0 && ++calls > 1 ? until : t0,   // the check before the second evaluation passes; the first sampler step's does not
+            OnEvent = (_, e) => { if (e.StartsWith("evaluated", StringComparison.Ordinal) && calls < 0) calls = 0; },
+        };
+        Assert.Equal(0, b.RunAll());
+        Assert.Equal("baseline-seed0", b.Stopped?.Job);
+        Assert.StartsWith("in evaluation 2 of 5", b.Stopped?.Where);
+        Assert.Equal(1, b.Evaluations);
+        Assert.Single(Directory.GetFiles(Path.Combine(inEval, "work", "baseline-seed0", "evals")));
+
+        // Later runs without a deadline finish every job with the uninterrupted run's numbers.
+        var r1 = new StudyRunner(plan, inTraining);
+        Assert.Equal(4, r1.RunAll());
+        var r2 = new StudyRunner(plan, inEval);
+        Assert.Equal(4, r2.RunAll());
+        Assert.Equal(5 + 3 + 5 + 3 - 1, r2.Evaluations);
+        foreach (var job in plan.Jobs())
+        {
+            Assert.Equal(Metrics(whole, job.Id), Metrics(inTraining, job.Id));
+            Assert.Equal(Metrics(whole, job.Id), Metrics(inEval, job.Id));
+        }
     }
 
     [Fact]
@@ -638,6 +698,17 @@ public class StudyTests : IDisposable
         File.WriteAllText(path, TinyPlan.Replace("eval-steps = [15, 30]", "eval-steps = [15, 40]"));
         var r = CliTests.Run("study", path, "--out", Out(dir));
         CliTests.AssertOneLineError(r, "eval-steps: step 40 exceeds the training budget steps = 30");
+        Assert.False(Directory.Exists(Path.Combine(Out(dir), "work")));
+    }
+
+    [Fact]
+    public void Fill_without_until_is_refused_by_the_command()
+    {
+        var dir = TestUtil.TempDir("study-fill");
+        Directory.CreateDirectory(dir);
+        string path = Path.Combine(dir, "plan.toml");
+        File.WriteAllText(path, TinyPlan);
+        CliTests.AssertOneLineError(CliTests.Run("study", path, "--out", Out(dir), "--fill"), "--fill needs --until TIME");
         Assert.False(Directory.Exists(Path.Combine(Out(dir), "work")));
     }
 

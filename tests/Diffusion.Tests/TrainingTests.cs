@@ -92,6 +92,38 @@ public class TrainingTests
     }
 
     [Fact]
+    public void A_run_stopped_on_request_writes_its_checkpoint_there_and_resumes_exactly()
+    {
+        var full = new List<double>();
+        using (var a = new Trainer(ToyConfig(40, dropout: 0.1), TestUtil.TempDir("stop-a"), resume: false))
+        {
+            a.OnStepLoss = (_, l) => full.Add(l);
+            a.Run();
+            Assert.False(a.Stopped);
+        }
+        var dir = TestUtil.TempDir("stop-b");
+        var losses = new List<double>();
+        var cfg = ToyConfig(40, dropout: 0.1);
+        cfg.Train.CheckpointEvery = 10;   // step 17 is not a checkpoint step: the stop writes one there
+        using (var b = new Trainer(cfg, dir, resume: false))
+        {
+            b.OnStepLoss = (_, l) => losses.Add(l);
+            b.StopRequested = () => losses.Count >= 17;
+            b.Run();
+            Assert.True(b.Stopped);
+            Assert.Equal(17, b.Step);
+        }
+        using (var c = new Trainer(cfg, dir, resume: true))
+        {
+            Assert.Equal(17, c.Step);
+            c.OnStepLoss = (_, l) => losses.Add(l);
+            c.Run();
+            Assert.False(c.Stopped);
+        }
+        Assert.Equal(full, losses);
+    }
+
+    [Fact]
     public void A_run_killed_after_a_checkpoint_resumes_from_it_and_drops_later_log_lines()
     {
         var dir = TestUtil.TempDir("killed");

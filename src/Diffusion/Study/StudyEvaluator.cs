@@ -104,6 +104,7 @@ public sealed class StudyEvaluator : IDisposable
     /// </summary>
     public JsonObject Evaluate(TrainedModel model, EvalTask task)
     {
+        var stop = CheckStop;
         var e = plan.Evaluation;
         int n = task.N ?? e.N;   // a sweep's own n: the first n of the plan's x_T
         var cpu0 = Process.GetCurrentProcess().TotalProcessorTime;
@@ -113,7 +114,8 @@ public sealed class StudyEvaluator : IDisposable
         using var noise = NoiseSource.PerSample(e.Seed);
         using var denoiser = model.CreateDenoiser(noise, sc);
         var indices = Enumerable.Range(0, n).Select(i => (long)i).ToArray();
-        using var samples = SampleRun.DrawIndexed(sampler, denoiser, noise, indices, model.ExampleShape, ScalarType.Float32, e.BatchSize);
+        using var samples = SampleRun.DrawIndexed(sampler, denoiser, noise, indices, model.ExampleShape, ScalarType.Float32, e.BatchSize,
+                                                  progress: stop is null ? null : (_, _) => stop());
         double sampleSeconds = sw.Elapsed.TotalSeconds;
         sw.Restart();
         using var features = extractor.Extract(samples);
@@ -144,6 +146,9 @@ public sealed class StudyEvaluator : IDisposable
         if (plan.Keeps(task) is int keep and > 0) o["samples"] = KeptSamples.Encode(samples, keep);
         return o;
     }
+
+    /// <summary>Called after each sampler step of <see cref="Evaluate"/>; an exception thrown from it abandons the evaluation (a study's --until).</summary>
+    public Action? CheckStop { get; set; }
 
     public void Dispose()
     {

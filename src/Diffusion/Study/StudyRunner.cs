@@ -16,6 +16,7 @@ namespace Diffusion.Study;
 /// file, and finally writes the result. A job whose training fails (diverges) is recorded in
 /// <c>failed.json</c> and skipped from then on, and the worker goes on. A killed worker loses at most the training since the last checkpoint
 /// (<c>train.checkpoint-every</c>; the run resumes exactly) or the one evaluation in progress; a finished job is never redone.
+/// A worker given a deadline (<see cref="Until"/>) stops its job there without losing the training done.
 /// </para>
 /// </summary>
 public sealed class StudyRunner(StudyPlan plan, string outDir, Action<string>? log = null)
@@ -35,9 +36,22 @@ public sealed class StudyRunner(StudyPlan plan, string outDir, Action<string>? l
     /// When set, a job is claimed only if its estimated time left (<see cref="StudyStatus.JobSecondsLeft"/>: the
     /// measured rates, what is already trained or evaluated counted) ends before this instant — so a worker on a machine
     /// that will be taken away at a known time does not start work it cannot finish. A job without an estimate yet is
-    /// taken. Jobs passed over are listed in <see cref="Deferred"/>.
+    /// taken. Jobs passed over are listed in <see cref="Deferred"/>. A job still running at this instant (its estimate
+    /// was short, or <see cref="Fill"/> took it) stops there: its training writes a checkpoint at the step reached, an
+    /// evaluation in progress is dropped, and the job resumes from there in a later run on the same folder
+    /// (<see cref="Stopped"/>).
     /// </summary>
     public DateTime? Until { get; set; }
+    /// <summary>
+    /// With <see cref="Until"/>: once no job left fits before it, take the others too, in plan order, to be stopped at
+    /// <see cref="Until"/> — the time would otherwise stand idle; their work counts only if the folder survives until a
+    /// later run.
+    /// </summary>
+    public bool Fill { get; set; }
+    /// <summary>The clock <see cref="Until"/> is read against (UTC; tests set their own).</summary>
+    public Func<DateTime> Clock { get; set; } = () => DateTime.UtcNow;
+    /// <summary>The job stopped at <see cref="Until"/>, and where it stopped; null when none was.</summary>
+    public (string Job, string Where)? Stopped { get; private set; }
     /// <summary>Jobs this worker passed over because they would not finish before <see cref="Until"/>, with the estimated seconds.</summary>
     public Dictionary<string, double> Deferred { get; } = [];
     /// <summary>Jobs that failed in this worker with a user error (recorded in their <c>failed.json</c>, skipped by every worker until it is deleted).</summary>
@@ -51,7 +65,9 @@ public sealed class StudyRunner(StudyPlan plan, string outDir, Action<string>? l
         {
             // Passes over the jobs until one claims nothing: a job skipped because another worker held it is looked at
             // again, and taken if that worker has died meanwhile (its lock is then stale).
-            while (Pass()) { }
+            while (Pass(fitOnly: true)) { }
+            if (Fill && Until is not null)
+                while (!StopDue() && Pass(fitOnly: false)) { }
             return Finished.Count;
         }
         finally
@@ -61,18 +77,32 @@ public sealed class StudyRunner(StudyPlan plan, string outDir, Action<string>? l
         }
     }
 
-    // One pass over the jobs in plan order; true when it claimed one.
-    private bool Pass()
+    // Whether Until has come: the job in progress stops, and nothing more is claimed.
+    private bool StopDue() => Until is DateTime until && Clock() >= until.ToUniversalTime();
+
+    // Stops the job in progress at Until; caught in Pass.
+    private sealed class StopAtUntil(string where) : Exception(where);
+
+    private void StopIfDue(string where)
+    {
+        if (StopDue()) throw new StopAtUntil(where);
+    }
+
+    // One pass over the jobs in plan order; true when it claimed one. With fitOnly, jobs that would not finish before
+    // Until are passed over (and listed in Deferred).
+    private bool Pass(bool fitOnly)
     {
         bool claimed = false;
         foreach (var job in plan.Jobs())
         {
+            if (StopDue()) return false;
             if (File.Exists(folder.Result(job)) || File.Exists(folder.Failed(job))) continue;
-            if (Until is DateTime until && StudyStatus.Of(plan, outDir).JobSecondsLeft.TryGetValue(job.Id, out double need)
-                && DateTime.UtcNow.AddSeconds(need) > until.ToUniversalTime())
+            if (fitOnly && Until is DateTime until && StudyStatus.Of(plan, outDir).JobSecondsLeft.TryGetValue(job.Id, out double need)
+                && Clock().AddSeconds(need) > until.ToUniversalTime())
             {
                 if (Deferred.TryAdd(job.Id, need))
-                    log?.Invoke($"study: {job.Id} needs ≈ {need / 60:F0} min, more than is left before --until {until.ToUniversalTime():HH:mm} UTC; left for later");
+                    log?.Invoke($"study: {job.Id} needs ≈ {need / 60:F0} min, more than is left before --until {until.ToUniversalTime():HH:mm} UTC; " +
+                                (Fill ? "taken later if nothing else fits (--fill)" : "left for later"));
                 continue;
             }
             Directory.CreateDirectory(folder.Work(job));
@@ -80,10 +110,18 @@ public sealed class StudyRunner(StudyPlan plan, string outDir, Action<string>? l
             if (claim is null) continue;                            // another worker has it
             if (File.Exists(folder.Result(job)) || File.Exists(folder.Failed(job))) continue;   // finished (or failed) meanwhile
             claimed = true;
+            if (!fitOnly && Deferred.Remove(job.Id))
+                log?.Invoke($"study: {job.Id}: taken to fill the time before --until (--fill); it stops there");
             try
             {
                 RunJob(job);
                 Finished.Add(job.Id);
+            }
+            catch (StopAtUntil stop)
+            {
+                Stopped = (job.Id, stop.Message);
+                log?.Invoke($"study: {job.Id} stopped at --until {Until!.Value.ToUniversalTime():HH:mm} UTC ({stop.Message}); it resumes from there in a later run on this folder");
+                return false;
             }
             catch (StudyJobFailedError e)
             {
@@ -120,8 +158,10 @@ public sealed class StudyRunner(StudyPlan plan, string outDir, Action<string>? l
                 string identity = plan.Identity(task);
                 if (cached?["identity"]?.GetValue<string>() != identity)
                 {
+                    StopIfDue($"before evaluation {i + 1} of {tasks.Count}, {task.Label} at step {task.Step}");
                     Progress(job, new JsonObject { ["phase"] = "evaluation", ["done"] = i, ["total"] = tasks.Count, ["current"] = task.Label + $" at step {task.Step}" });
                     evaluator ??= new StudyEvaluator(plan, outDir, cfg, log);
+                    evaluator.CheckStop = () => StopIfDue($"in evaluation {i + 1} of {tasks.Count}, {task.Label} at step {task.Step}, which is dropped");
                     if (model?.Step != task.Step)
                     {
                         model?.Dispose();
@@ -148,6 +188,7 @@ public sealed class StudyRunner(StudyPlan plan, string outDir, Action<string>? l
             var cached = StudyFolder.Read(path);
             if (cached?["identity"]?.GetValue<string>() != d.Identity())
             {
+                StopIfDue($"before the diagnostic {d.Name}");
                 Progress(job, new JsonObject { ["phase"] = "diagnostic", ["current"] = d.Name });
                 log?.Invoke($"study: {job.Id}: diagnostic {d.Name} (n = {d.N}) at step {plan.Steps}");
                 cached = StudyDiagnostics.Run(d, folder.Checkpoint(job, plan.Steps), job.Variant.Name);
@@ -235,7 +276,7 @@ public sealed class StudyRunner(StudyPlan plan, string outDir, Action<string>? l
         var cpu0 = Process.GetCurrentProcess().TotalProcessorTime;
         var cpuBefore = StudyFolder.Read(Path.Combine(folder.Work(job), "train-cpu.json"))?["cpu_seconds"]?.GetValue<double>() ?? 0;
         TrainingSessions++;
-        using var trainer = new Trainer(runCfg, runDir, resume, onMessage: m => log?.Invoke($"study: {job.Id}: {m}"));
+        using var trainer = new Trainer(runCfg, runDir, resume, onMessage: m => log?.Invoke($"study: {job.Id}: {m}")) { StopRequested = StopDue };
         var lastWrite = Stopwatch.StartNew();
         trainer.OnProgress = p =>
         {
@@ -255,6 +296,12 @@ public sealed class StudyRunner(StudyPlan plan, string outDir, Action<string>? l
             {
                 try { trainer.Run(s); }
                 catch (UserError e) { throw new StudyJobFailedError(e.Message, e); }   // diverged: the job's own failure
+                if (trainer.Stopped)
+                {
+                    StudyFolder.Write(Path.Combine(folder.Work(job), "train-cpu.json"),
+                        new JsonObject { ["cpu_seconds"] = cpuBefore + (Process.GetCurrentProcess().TotalProcessorTime - cpu0).TotalSeconds });
+                    throw new StopAtUntil($"training at step {trainer.Step} of {plan.Steps}, checkpoint written");
+                }
             }
             Directory.CreateDirectory(Path.GetDirectoryName(copy)!);
             string tmp = $"{copy}.tmp-{Environment.ProcessId}";

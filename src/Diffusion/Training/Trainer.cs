@@ -161,6 +161,7 @@ public sealed class Trainer : IDisposable
     /// </summary>
     public void Run(long? stopAt)
     {
+        Stopped = false;
         var sw = Stopwatch.StartNew();
         double elapsedBefore = ElapsedSeconds;
         long total = Math.Min(cfg.Train.Steps, stopAt ?? long.MaxValue);
@@ -209,11 +210,25 @@ public sealed class Trainer : IDisposable
                 WriteSamples(folder.SamplesPath(step), null);
                 model.train();
             }
+            if (step < total && StopRequested?.Invoke() == true)
+            {
+                Stopped = true;   // the checkpoint below is written at this step: a resume goes on from here exactly
+                break;
+            }
         }
         if (!savedAtEnd) SaveCheckpoint(elapsedBefore + sw.Elapsed.TotalSeconds);
         TrainSeconds = sw.Elapsed.TotalSeconds;
         TrainedSteps = step - sessionStart;
     }
+
+    /// <summary>
+    /// Asked after each training step; when it returns true, <see cref="Run(long?)"/> writes the checkpoint at the step
+    /// reached and returns early with <see cref="Stopped"/> set (<c>diffusion study --until … --fill</c> stops at a
+    /// deadline this way). A resume from that checkpoint takes the same steps as a run that never stopped.
+    /// </summary>
+    public Func<bool>? StopRequested { get; set; }
+    /// <summary>Whether the last <see cref="Run(long?)"/> returned early because <see cref="StopRequested"/> said so.</summary>
+    public bool Stopped { get; private set; }
 
     /// <summary>Wall time of the last <see cref="Run(long?)"/> (which <see cref="Run()"/> calls) and the steps it took.</summary>
     public double TrainSeconds { get; private set; }
