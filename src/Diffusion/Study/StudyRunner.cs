@@ -274,7 +274,11 @@ public sealed class StudyRunner(StudyPlan plan, string outDir, Action<string>? l
         if (!resume && Directory.Exists(runDir)) Directory.Delete(runDir, recursive: true);   // killed before its first checkpoint
         var runCfg = resume ? TrainingRun.ResumeConfig(runDir, (int?)null, null) : cfg;
         var cpu0 = Process.GetCurrentProcess().TotalProcessorTime;
-        var cpuBefore = StudyFolder.Read(Path.Combine(folder.Work(job), "train-cpu.json"))?["cpu_seconds"]?.GetValue<double>() ?? 0;
+        string cpuFile = Path.Combine(folder.Work(job), "train-cpu.json");
+        var cpuBefore = StudyFolder.Read(cpuFile)?["cpu_seconds"]?.GetValue<double>() ?? 0;
+        // The job's training CPU seconds, every session included; recorded at each stop so that a resume adds to them.
+        double CpuSeconds() => cpuBefore + (Process.GetCurrentProcess().TotalProcessorTime - cpu0).TotalSeconds;
+        void RecordCpu() => StudyFolder.Write(cpuFile, new JsonObject { ["cpu_seconds"] = CpuSeconds() });
         TrainingSessions++;
         using var trainer = new Trainer(runCfg, runDir, resume, onMessage: m => log?.Invoke($"study: {job.Id}: {m}")) { StopRequested = StopDue };
         var lastWrite = Stopwatch.StartNew();
@@ -298,8 +302,7 @@ public sealed class StudyRunner(StudyPlan plan, string outDir, Action<string>? l
                 catch (UserError e) { throw new StudyJobFailedError(e.Message, e); }   // diverged: the job's own failure
                 if (trainer.Stopped)
                 {
-                    StudyFolder.Write(Path.Combine(folder.Work(job), "train-cpu.json"),
-                        new JsonObject { ["cpu_seconds"] = cpuBefore + (Process.GetCurrentProcess().TotalProcessorTime - cpu0).TotalSeconds });
+                    RecordCpu();
                     throw new StopAtUntil($"training at step {trainer.Step} of {plan.Steps}, checkpoint written");
                 }
             }
@@ -307,8 +310,7 @@ public sealed class StudyRunner(StudyPlan plan, string outDir, Action<string>? l
             string tmp = $"{copy}.tmp-{Environment.ProcessId}";
             File.Copy(Path.Combine(runDir, Checkpoint.FileName), tmp, overwrite: true);
             File.Move(tmp, copy, overwrite: true);
-            StudyFolder.Write(Path.Combine(folder.Work(job), "train-cpu.json"),
-                new JsonObject { ["cpu_seconds"] = cpuBefore + (Process.GetCurrentProcess().TotalProcessorTime - cpu0).TotalSeconds });
+            RecordCpu();
         }
         double seconds = trainer.ElapsedSeconds;
         var info = new JsonObject
@@ -316,7 +318,7 @@ public sealed class StudyRunner(StudyPlan plan, string outDir, Action<string>? l
             ["steps"] = trainer.Step,
             ["seconds"] = Math.Round(seconds, 3),
             ["steps_per_second"] = Math.Round(trainer.Step / Math.Max(seconds, 1e-9), 3),
-            ["cpu_seconds"] = Math.Round(cpuBefore + (Process.GetCurrentProcess().TotalProcessorTime - cpu0).TotalSeconds, 3),
+            ["cpu_seconds"] = Math.Round(CpuSeconds(), 3),
             ["parameters"] = Models.ModelFactory.ParameterCount(trainer.Model),
         };
         StudyFolder.Write(folder.TrainInfo(job), info);

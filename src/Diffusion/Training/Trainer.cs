@@ -170,7 +170,7 @@ public sealed class Trainer : IDisposable
         using var log = new RunLog(folder.LogPath, cfg.Train.BatchSize, objective.LogParts);
         var parts = new Dictionary<string, double>();
         double smoothed = double.NaN;
-        bool savedAtEnd = false;
+        long savedAt = -1;   // the step of the last checkpoint this call wrote
         model.train();
         while (step < total)
         {
@@ -203,7 +203,7 @@ public sealed class Trainer : IDisposable
             if (step % cfg.Train.CheckpointEvery == 0 || step == total)
             {
                 SaveCheckpoint(elapsed);
-                savedAtEnd = step == total;
+                savedAt = step;
             }
             if (cfg.Train.SampleEvery > 0 && step % cfg.Train.SampleEvery == 0 && step != total)
             {
@@ -216,7 +216,7 @@ public sealed class Trainer : IDisposable
                 break;
             }
         }
-        if (!savedAtEnd) SaveCheckpoint(elapsedBefore + sw.Elapsed.TotalSeconds);
+        if (savedAt != step) SaveCheckpoint(elapsedBefore + sw.Elapsed.TotalSeconds);
         TrainSeconds = sw.Elapsed.TotalSeconds;
         TrainedSteps = step - sessionStart;
     }
