@@ -91,8 +91,10 @@ public static class StudyCommand
             throw new UserError($"study: {runner.Failed.Count} job(s) failed here ({runner.Failed[0].Job}: {runner.Failed[0].Error}); see --status, and delete {outDir}/work/<job>/failed.json to retry");
         if (runner.Stopped is { } stopped)
             Console.Error.WriteLine($"study: stopped at --until: {stopped.Job} ({stopped.Where}); a later run on {outDir} resumes it");
-        if (runner.Deferred.Count > 0)
-            Console.Error.WriteLine($"study: left for later (would not finish before --until): {string.Join(", ", runner.Deferred.Keys)}");
+        // Only what is still left now: jobs this worker passed over may have been taken (or finished) by another meanwhile.
+        var stillLeft = runner.Deferred.Keys.Where(id => status.Jobs.Any(j => j.Job.Id == id && j.State == "left")).ToList();
+        if (stillLeft.Count > 0)
+            Console.Error.WriteLine($"study: left for later (would not finish before --until): {string.Join(", ", stillLeft)}");
         return 0;
     }
 

@@ -19,4 +19,21 @@ public class PlotsTests
         Plots.Scatter2D(path, "t", samples, data);
         Assert.True(new FileInfo(path).Length > 1000);
     }
+
+    [Fact]
+    public void A_curve_keeps_its_colour_across_panels_with_and_without_error_bars()
+    {
+        double[] x = [1, 10, 100];
+        Curve C(string name, double[]? band = null, int? colour = null, bool dashed = false) => new(name, x, [0.1, 0.2, 0.3], band, colour, dashed);
+        var withBands = LinePanels.Build(new LinePanel("a", "t", "y", [C("base", [0.01, 0.01, 0.01]), C("remedy", [0.01, 0.01, 0.01])], LogX: true));
+        var plain = LinePanels.Build(new LinePanel("b", "t", "y", [C("base"), C("remedy"), C("base floor", colour: 0, dashed: true)], LogX: true, LogY: true));
+        var a = withBands.GetPlottables().OfType<ScottPlot.Plottables.Scatter>().ToArray();
+        var b = plain.GetPlottables().OfType<ScottPlot.Plottables.Scatter>().ToArray();
+        Assert.Equal(2, withBands.GetPlottables().OfType<ScottPlot.Plottables.ErrorBar>().Count());
+        Assert.Equal([a[0].Color, a[1].Color], [b[0].Color, b[1].Color]);
+        Assert.NotEqual(b[0].Color, b[1].Color);
+        Assert.Equal(b[0].Color, b[2].Color);                       // the floor drawn in its model's colour, dashed
+        Assert.Equal(ScottPlot.LinePattern.Dashed, b[2].LinePattern);
+        Assert.Equal(ScottPlot.LinePattern.Solid, b[0].LinePattern);
+    }
 }

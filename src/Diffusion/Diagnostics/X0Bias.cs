@@ -66,7 +66,8 @@ public static class X0Bias
                 LogX: true, ReferenceY: [0.0]),
             new LinePanel("x0 bias size ‖E_n[x̂0 − x0]‖/√D", "t + 1", "RMS of per-coordinate mean error",
                 results.Select(r => new Curve(r.Label, X(r), r.Rows.Select(w => w.BiasRms).ToArray()))
-                    .Concat(results.Take(1).Select(r => new Curve("sampling floor √(mse/N)", X(r), r.Rows.Select(w => w.BiasRmsFloor).ToArray()))).ToList(),
+                    // Each model's own floor (it depends on its MSE), dashed in its colour.
+                    .Concat(results.Select((r, i) => new Curve($"{r.Label}: sampling floor √(mse/N)", X(r), r.Rows.Select(w => w.BiasRmsFloor).ToArray(), Colour: i, Dashed: true))).ToList(),
                 LogX: true, LogY: true),
         ]);
     }

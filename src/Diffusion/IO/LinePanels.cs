@@ -2,8 +2,12 @@ using ScottPlot;
 
 namespace Diffusion.IO;
 
-/// <summary>One named curve of a panel; an optional ±band (e.g. two standard errors) is drawn as error bars.</summary>
-public sealed record Curve(string Name, double[] X, double[] Y, double[]? Band = null);
+/// <summary>
+/// One named curve of a panel; an optional ±band (e.g. two standard errors) is drawn as error bars. Its colour is the
+/// palette's <c>Colour</c>-th (default: the curve's position in the panel), so the same model keeps one colour across
+/// panels whatever else a panel draws; a dashed curve is a reference belonging to the curve of the same colour.
+/// </summary>
+public sealed record Curve(string Name, double[] X, double[] Y, double[]? Band = null, int? Colour = null, bool Dashed = false);
 
 /// <summary>One panel: a title, labelled axes (either may be logarithmic), curves, and optional horizontal reference lines.</summary>
 public sealed record LinePanel(string Title, string XLabel, string YLabel, IReadOnlyList<Curve> Curves,
@@ -35,11 +39,12 @@ public static class LinePanels
         Util.AtomicFile.Write(path, s => s.Write(bytes, 0, bytes.Length));
     }
 
-    private static Plot Build(LinePanel panel)
+    /// <summary>One panel as the ScottPlot plot that <see cref="Save"/> renders.</summary>
+    public static Plot Build(LinePanel panel)
     {
         var plt = new Plot();
         int shown = 0;
-        foreach (var c in panel.Curves)
+        foreach (var (c, index) in panel.Curves.Select((c, i) => (c, i)))
         {
             var keep = Enumerable.Range(0, c.X.Length)
                 .Where(i => double.IsFinite(c.X[i]) && double.IsFinite(c.Y[i]) && (!panel.LogX || c.X[i] > 0) && (!panel.LogY || c.Y[i] > 0)).ToArray();
@@ -47,6 +52,10 @@ public static class LinePanels
             double[] xs = keep.Select(i => panel.LogX ? Math.Log10(c.X[i]) : c.X[i]).ToArray();
             double[] ys = keep.Select(i => panel.LogY ? Math.Log10(c.Y[i]) : c.Y[i]).ToArray();
             var sc = plt.Add.Scatter(xs, ys);
+            // Colours are set, not left to the plot: an error bar also takes the plot's next colour, which shifted
+            // every later curve's colour in a panel with bands against the same curves in a panel without.
+            sc.Color = plt.Add.Palette.GetColor(c.Colour ?? index);
+            if (c.Dashed) sc.LinePattern = LinePattern.Dashed;
             // A log axis cannot show zeros or negative values: say how many points were left out
             // rather than let a curve that is exactly 0 (E-TSDM's K inside an interval) vanish silently.
             int hidden = Enumerable.Range(0, c.X.Length).Count(i => double.IsFinite(c.X[i]) && double.IsFinite(c.Y[i])) - keep.Length;
