@@ -620,6 +620,28 @@ public class StudyTests : IDisposable
             Assert.EndsWith($"| {change} | {(effect is null ? "direction only" : effect == 0 ? "no worse" : "−50.0 %")} | " +
                             $"{StudyReport.Number(2 * Math.Max(StudyReport.MeanSd(a).Sd, StudyReport.MeanSd(b).Sd))} | {StudyReport.ClaimVerdict(a, b, true, effect)} |", line);
         }
+
+        // A sampling-only claim (two rows of one variant) is compared on the seeds that have both rows, and a sweep's
+        // "plan's sampler" row is on the sweep's seeds: drop the sweep's rows from seed 1 and seed 0 alone remains.
+        string only0 = StudyReport.Number(Of("baseline", 30, "ddim-5", "fid")[0]), sweep0 = StudyReport.Number(Of("baseline", 30, "ddim-5 b=1.01", "fid")[0]);
+        string seed1 = Path.Combine(Out(dir), "results", "baseline-seed1.json");
+        var doc = JsonNode.Parse(File.ReadAllText(seed1))!;
+        var evals = doc["evaluations"]!.AsArray();
+        foreach (var e in evals.Where(e => ((string?)e!["label"])!.Contains("b=1.01", StringComparison.Ordinal)).ToList()) evals.Remove(e);
+        File.WriteAllText(seed1, doc.ToJsonString());
+        text = StudyReport.Write(plan, Out(dir), report, "diffusion study plan.toml --out out --report");
+        string sampling = text.Split('\n').Single(l => l.StartsWith("| b = 1.01 is no worse |", StringComparison.Ordinal));
+        Assert.Contains($"| baseline ddim-5 b=1.01 @ 30: fid {sweep0} (seed 0) | baseline ddim-5 @ 30: fid {only0} (seed 0) |", sampling);
+        Assert.EndsWith("| inconclusive: one seed |", sampling);
+        // The other claims keep both seeds of both variants.
+        Assert.Contains($"| debiased lowers FID by half | debiased ddim-5 @ 30: fid {Cell("debiased", "ddim-5", "fid")} | baseline ddim-5 @ 30: fid {Cell("baseline", "ddim-5", "fid")} |", text);
+        Assert.Contains($"| baseline | 1.01 | {sweep0} |", text);
+        Assert.Contains($"| baseline | (plan's sampler) | {Cell("baseline", "ddim-5", "fid")} |", text);   // the sweep names no seeds: all of them
+        var onSeed0 = Plan(Path.Combine(dir, "seed0"), TinyPlan.Replace("samplers = [\"ddim-5\"]\npoints", "samplers = [\"ddim-5\"]\nseeds = [0]\npoints", StringComparison.Ordinal));
+        Assert.Equal([0L], onSeed0.Sweeps.Single().Seeds);
+        text = StudyReport.Write(onSeed0, Out(dir), Path.Combine(dir, "seed0", "report.md"), "diffusion study --report");
+        Assert.Contains($"| baseline | (plan's sampler) | {only0} |", text);
+
         Assert.Equal("35.50", StudyReport.Number(35.5));
         Assert.Equal("0.1235", StudyReport.Number(0.12346));
         Assert.Equal("12346", StudyReport.Number(12345.6));

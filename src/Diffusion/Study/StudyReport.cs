@@ -68,9 +68,11 @@ public static class StudyReport
         long final = plan.EvalSteps[^1];
         var variants = plan.Variants.Where(v => results.Any(r => r["variant"]!.GetValue<string>() == v.Name)).Select(v => v.Name).ToList();
         var samplerLabels = plan.Samplers.Select(s => s.Label).ToList();
-        List<double> Values(string variant, long step, string label, string key) =>
-            rows.Where(r => r.Variant == variant && r.Step == step && r.Label == label && r.Metrics[key] is not null)
+        List<double> Values(string variant, long step, string label, string key, IReadOnlySet<long>? seeds = null) =>
+            rows.Where(r => r.Variant == variant && r.Step == step && r.Label == label && r.Metrics[key] is not null && (seeds is null || seeds.Contains(r.Seed)))
                 .Select(r => r.Metrics[key]!.GetValue<double>()).ToList();
+        HashSet<long> SeedsOf(string variant, long step, string label, string key) =>
+            rows.Where(r => r.Variant == variant && r.Step == step && r.Label == label && r.Metrics[key] is not null).Select(r => r.Seed).ToHashSet();
         int Seeds(string variant) => results.Count(r => r["variant"]!.GetValue<string>() == variant);
 
         var md = new StringBuilder();
@@ -207,7 +209,8 @@ public static class StudyReport
             foreach (var v in on)
             {
                 // The plan's own rows are on another n when the sweep has its own: not the sweep's b = 1 row then.
-                if (sweep.N is null) md.AppendLine($"| {v} | (plan's sampler) | {string.Join(" | ", sweep.Samplers.Select(l => Cell(Values(v, final, l, pm))))} |");
+                // On the sweep's seeds only, like its other rows.
+                if (sweep.N is null) md.AppendLine($"| {v} | (plan's sampler) | {string.Join(" | ", sweep.Samplers.Select(l => Cell(Values(v, final, l, pm, sweep.Seeds?.ToHashSet()))))} |");
                 foreach (var p in sweep.Points)
                     md.AppendLine($"| {v} | {p.Label} | {string.Join(" | ", sweep.Samplers.Select(l => Cell(Values(v, final, $"{l} {sweep.Name}={p.Label}", pm))))} |");
             }
@@ -271,9 +274,19 @@ public static class StudyReport
             md.AppendLine("|---|---|---|---|---|---|---|");
             foreach (var c in plan.Claims)
             {
-                var a = Values(c.Variant, c.Step, c.Row, c.Metric);
-                var b = Values(c.Against, c.AgainstStep, c.AgainstRow, c.Metric);
-                string Where(string v, string row, long step, IReadOnlyList<double> x) => $"{v} {row} @ {step}: {c.Metric} {Cell(x)}";
+                // Two rows of one variant (a sampling-only change such as ε-scaling, measured on some of its seeds) are
+                // compared on the seeds that have both: the same trained models, so the seed-to-seed spread of training
+                // does not enter the difference as a bias.
+                HashSet<long>? common = null;
+                if (c.Variant == c.Against)
+                {
+                    common = SeedsOf(c.Variant, c.Step, c.Row, c.Metric);
+                    common.IntersectWith(SeedsOf(c.Against, c.AgainstStep, c.AgainstRow, c.Metric));
+                }
+                var a = Values(c.Variant, c.Step, c.Row, c.Metric, common);
+                var b = Values(c.Against, c.AgainstStep, c.AgainstRow, c.Metric, common);
+                string Where(string v, string row, long step, IReadOnlyList<double> x) => $"{v} {row} @ {step}: {c.Metric} {Cell(x)}" +
+                    (common is null ? "" : $" (seed{(common.Count == 1 ? "" : "s")} {string.Join(", ", common.Order())})");
                 string change = a.Count == 0 || b.Count == 0 ? "—" : Percent(a.Average() / b.Average() - 1);
                 string paper = c.Effect is double ef ? (ef == 0 ? "no worse" : Percent(ef)) : "direction only";
                 string twice = a.Count < 2 || b.Count < 2 ? "—" : Number(2 * Math.Max(MeanSd(a).Sd, MeanSd(b).Sd));
