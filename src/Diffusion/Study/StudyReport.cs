@@ -68,11 +68,12 @@ public static class StudyReport
         long final = plan.EvalSteps[^1];
         var variants = plan.Variants.Where(v => results.Any(r => r["variant"]!.GetValue<string>() == v.Name)).Select(v => v.Name).ToList();
         var samplerLabels = plan.Samplers.Select(s => s.Label).ToList();
+        // The per-seed rows that measured one metric for (variant, step, row label); their values, or their seeds.
+        IEnumerable<Row> Measured(string variant, long step, string label, string key) =>
+            rows.Where(r => r.Variant == variant && r.Step == step && r.Label == label && r.Metrics[key] is not null);
         List<double> Values(string variant, long step, string label, string key, IReadOnlySet<long>? seeds = null) =>
-            rows.Where(r => r.Variant == variant && r.Step == step && r.Label == label && r.Metrics[key] is not null && (seeds is null || seeds.Contains(r.Seed)))
-                .Select(r => r.Metrics[key]!.GetValue<double>()).ToList();
-        HashSet<long> SeedsOf(string variant, long step, string label, string key) =>
-            rows.Where(r => r.Variant == variant && r.Step == step && r.Label == label && r.Metrics[key] is not null).Select(r => r.Seed).ToHashSet();
+            Measured(variant, step, label, key).Where(r => seeds is null || seeds.Contains(r.Seed)).Select(r => r.Metrics[key]!.GetValue<double>()).ToList();
+        HashSet<long> SeedsOf(string variant, long step, string label, string key) => Measured(variant, step, label, key).Select(r => r.Seed).ToHashSet();
         int Seeds(string variant) => results.Count(r => r["variant"]!.GetValue<string>() == variant);
 
         var md = new StringBuilder();
