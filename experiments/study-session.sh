@@ -67,7 +67,9 @@ case "$cmd" in
       mkdir -p "$docs/results"
       cp -u "$dir/results/"*.json "$docs/results/" 2>/dev/null || true
       [ -f "$dir/features.json" ] && cp -u "$dir/features.json" "$docs/"
-      "$root/diffusion" study "$root/experiments/study-$p.toml" --out "$docs" --report
+      # From the repository root with relative paths: the report prints the command that regenerates it, and it is
+      # committed — it must be the command a user types in a clone, not this machine's absolute paths.
+      ( cd "$root" && ./diffusion study "experiments/study-$p.toml" --out "docs/results/study-$p" --report )
     done
     # 10-step samples of the variants whose seed-0 final checkpoint is on this machine: image grids for Fashion-MNIST,
     # scatters over the training data for the 2-D grid.
