@@ -28,6 +28,9 @@ case "$cmd" in
     until_time="$2"
     fill="${3:-}"
     [ -x "$root/diffusion" ] || { echo "error: $root/diffusion not found: build the project first" >&2; exit 2; }
+    deadline="$(date -u -d "$until_time" +%s 2>/dev/null)" \
+      || { echo "error: UNTIL '$until_time' is not a time: expected HH:MM (UTC, today) or an ISO date-time" >&2; exit 2; }
+    [ "$(date -u +%s)" -lt "$deadline" ] || { echo "error: UNTIL $until_time is already past" >&2; exit 2; }
     for p in "${plans[@]}"; do
       dir="$runs/study-$p"
       mkdir -p "$dir/results"
@@ -39,12 +42,17 @@ case "$cmd" in
     done
     worker() {
       local first="$1" second="$2" log="$3"
+      # A pass is started only before the deadline: once a pass has stopped at UNTIL, the passes after it have nothing
+      # left to do (diffusion study would refuse the past --until with an error line in the log).
+      before_deadline() { [ "$(date -u +%s)" -lt "$deadline" ]; }
       ( cd "$root"
         for p in "$first" "$second"; do
+          before_deadline || break
           OMP_WAIT_POLICY=PASSIVE ./diffusion study "experiments/study-$p.toml" --out "$runs/study-$p" --threads 1 --until "$until_time" || true
         done
         if [ "$fill" = fill ]; then
           for p in "$first" "$second"; do
+            before_deadline || break
             OMP_WAIT_POLICY=PASSIVE ./diffusion study "experiments/study-$p.toml" --out "$runs/study-$p" --threads 1 --until "$until_time" --fill || true
           done
         fi ) >> "$log" 2>&1 &
