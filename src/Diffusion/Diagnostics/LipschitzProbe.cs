@@ -51,11 +51,17 @@ public static class LipschitzProbe
             ["K_se"] = DiagnosticReport.Array(r.Rows.Select(w => w.K.Se)),
         }));
         DiagnosticReport.WriteJson(Path.Combine(dir, "lipschitz.json"), json);
+        // Δ is named in the plot: in the title when every model was probed with one Δ, else in each curve's label.
+        bool oneDelta = results.Select(r => r.Delta).Distinct().Count() <= 1;
+        string title = "Lipschitz constant in t: K(t) = E‖ε̂(x_t, t) − ε̂(x_t, t−Δ)‖/Δ" + (oneDelta && results.Count > 0 ? $", Δ = {Steps(results[0].Delta)}" : "");
         DiagnosticReport.WritePlot(Path.Combine(dir, "lipschitz.png"),
         [
-            new LinePanel("Lipschitz constant in t: K(t) = E‖ε̂(x_t, t) − ε̂(x_t, t−Δ)‖/Δ", "t", "K(t)",
-                results.Select(r => new Curve(r.Label, r.Rows.Select(w => (double)w.T).ToArray(), r.Rows.Select(w => w.K.Mean).ToArray())).ToList(),
+            new LinePanel(title, "t", "K(t)",
+                results.Select(r => new Curve(oneDelta ? r.Label : $"{r.Label} (Δ = {Steps(r.Delta)})",
+                                              r.Rows.Select(w => (double)w.T).ToArray(), r.Rows.Select(w => w.K.Mean).ToArray())).ToList(),
                 LogX: true, LogY: true),
         ]);
     }
+
+    private static string Steps(double delta) => delta.ToString("0.###", System.Globalization.CultureInfo.InvariantCulture);
 }
