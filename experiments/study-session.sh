@@ -2,6 +2,7 @@
 # One working session of the issue-12 studies on a fresh machine, where only the repository survives between sessions:
 #
 #   experiments/study-session.sh start UNTIL [fill]   # seed the study folders from the committed results, start two workers
+#   experiments/study-session.sh start UNTIL solo     # the same, but one worker with both threads (see below)
 #   experiments/study-session.sh status          # both plans' --status
 #   experiments/study-session.sh sync            # copy new results into docs/results/study-*/, regenerate the reports
 #
@@ -15,6 +16,9 @@
 # reached). With "fill", a worker with nothing left that fits before UNTIL then takes the other jobs too (--fill), to be
 # stopped at UNTIL: such a job resumes in the next session if this machine's disk survives, and starts from zero if
 # not — the core would otherwise stand idle.
+# With "solo", one worker runs with two threads and takes jobs as "fill" does: for a job that needs more than a
+# session of one thread (the Fashion-MNIST plan's SMD and all-five jobs on seed 1 need ≈ 3.5 h of one thread), when
+# nothing else is left to run beside it. --until's estimates assume one thread, so solo always fills.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 runs="${STUDY_ROOT:-$root/runs}"
@@ -23,10 +27,13 @@ cmd="${1:-}"
 
 case "$cmd" in
   start)
-    [ $# -eq 2 ] || { [ $# -eq 3 ] && [ "$3" = fill ]; } \
-      || { echo "usage: $0 start UNTIL [fill] (UNTIL: a UTC time HH:MM or an ISO date-time)" >&2; exit 2; }
+    [ $# -eq 2 ] || { [ $# -eq 3 ] && { [ "$3" = fill ] || [ "$3" = solo ]; }; } \
+      || { echo "usage: $0 start UNTIL [fill|solo] (UNTIL: a UTC time HH:MM or an ISO date-time)" >&2; exit 2; }
     until_time="$2"
-    fill="${3:-}"
+    mode="${3:-}"
+    threads=1 fill=""
+    [ "$mode" = fill ] && fill=fill
+    [ "$mode" = solo ] && threads=2 fill=fill
     [ -x "$root/diffusion" ] || { echo "error: $root/diffusion not found: build the project first" >&2; exit 2; }
     deadline="$(date -u -d "$until_time" +%s 2>/dev/null)" \
       || { echo "error: UNTIL '$until_time' is not a time: expected HH:MM (UTC, today) or an ISO date-time" >&2; exit 2; }
@@ -48,19 +55,21 @@ case "$cmd" in
       ( cd "$root"
         for p in "$first" "$second"; do
           before_deadline || break
-          OMP_WAIT_POLICY=PASSIVE ./diffusion study "experiments/study-$p.toml" --out "$runs/study-$p" --threads 1 --until "$until_time" || true
+          OMP_WAIT_POLICY=PASSIVE ./diffusion study "experiments/study-$p.toml" --out "$runs/study-$p" --threads "$threads" --until "$until_time" || true
         done
         if [ "$fill" = fill ]; then
           for p in "$first" "$second"; do
             before_deadline || break
-            OMP_WAIT_POLICY=PASSIVE ./diffusion study "experiments/study-$p.toml" --out "$runs/study-$p" --threads 1 --until "$until_time" --fill || true
+            OMP_WAIT_POLICY=PASSIVE ./diffusion study "experiments/study-$p.toml" --out "$runs/study-$p" --threads "$threads" --until "$until_time" --fill || true
           done
         fi ) >> "$log" 2>&1 &
       echo "worker: $first then $second → $log (pid $!)"
     }
     worker fashion grid "$runs/w1.log"
-    sleep 20   # the first claims its job before the second looks
-    worker grid fashion "$runs/w2.log"
+    if [ "$mode" != solo ]; then
+      sleep 20   # the first claims its job before the second looks
+      worker grid fashion "$runs/w2.log"
+    fi
     ;;
   status)
     for p in "${plans[@]}"; do
@@ -88,7 +97,7 @@ case "$cmd" in
     echo "synced: git status docs/results shows what is new"
     ;;
   *)
-    echo "usage: $0 start UNTIL [fill] | status | sync" >&2
+    echo "usage: $0 start UNTIL [fill|solo] | status | sync" >&2
     exit 2
     ;;
 esac
