@@ -28,11 +28,16 @@ public static class StudyCommand
             with --until: once no job left fits before TIME, take the others too and stop them at TIME,
             instead of leaving the worker idle (their work counts if DIR is still there for a later run)
             """),
+        OptionSpec.Value("job", "ID[,ID…]", """
+            run only these jobs (named as --status lists them, e.g. baseline-seed1; repeatable): to re-run
+            a finished job in a fresh DIR and check that it reproduces, or to give one heavy job a worker
+            of its own (--threads 2) while no other runs
+            """),
         OptionSpec.Switch("quiet", "no log lines"),
     ];
 
     public static HelpPage Help => new("""
-        diffusion study PLAN.toml --out DIR [--threads N] [--until TIME [--fill]] [--quiet]
+        diffusion study PLAN.toml --out DIR [--threads N] [--until TIME [--fill]] [--job ID,…] [--quiet]
         diffusion study PLAN.toml --out DIR --status
         diffusion study PLAN.toml --out DIR --report [--report-out FILE.md]
         """, """
@@ -56,6 +61,9 @@ public static class StudyCommand
         Two workers on a two-core machine:
           OMP_WAIT_POLICY=PASSIVE nohup diffusion study PLAN.toml --out DIR --threads 1 > w1.log 2>&1 &
           OMP_WAIT_POLICY=PASSIVE nohup diffusion study PLAN.toml --out DIR --threads 1 > w2.log 2>&1 &
+
+        Does a finished job reproduce? Re-run it alone in a fresh folder and compare the two result files' metrics:
+          diffusion study PLAN.toml --out /tmp/check --job baseline-seed1 --threads 1
         """, Options);
 
     public static int Run(string[] argv)
@@ -65,6 +73,7 @@ public static class StudyCommand
         string outDir = a.Require("out", "DIR");
         if (a.Switch("status") && a.Switch("report")) throw new UsageError("diffusion study: --status and --report are separate runs; give one");
         if (a.Has("report-out") && !a.Switch("report")) throw new UsageError("diffusion study: --report-out needs --report");
+        if (a.Has("job") && (a.Switch("status") || a.Switch("report"))) throw new UsageError("diffusion study: --job selects the jobs a worker runs; --status and --report cover the whole plan");
         var plan = StudyPlan.Load(a.Positionals[0]);
         if (a.Switch("status"))
         {
@@ -80,10 +89,13 @@ public static class StudyCommand
             return 0;
         }
         if (a.Switch("fill") && !a.Has("until")) throw new UsageError("diffusion study: --fill needs --until TIME (the time at which the jobs it takes stop)");
+        List<string>? only = a.Has("job")
+            ? a.All("job").SelectMany(v => v.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries)).ToList()
+            : null;
         plan.Validate();
         if (a.Int("threads", 1) is int threads) torch.set_num_threads(threads);
         bool quiet = a.Switch("quiet");
-        var runner = new StudyRunner(plan, outDir, quiet ? null : m => Console.Error.WriteLine(m)) { Until = a.Get("until") is string u ? ParseUntil(u) : null, Fill = a.Switch("fill") };
+        var runner = new StudyRunner(plan, outDir, quiet ? null : m => Console.Error.WriteLine(m)) { Until = a.Get("until") is string u ? ParseUntil(u) : null, Fill = a.Switch("fill"), Only = only };
         int done = runner.RunAll();
         var status = StudyStatus.Of(plan, outDir);
         Console.Error.WriteLine($"study: this worker finished {done} job(s); {status.Count("done")} done, {status.Count("running")} running, {status.Count("left")} left, {status.Count("failed")} failed of {status.Jobs.Count}");

@@ -734,6 +734,36 @@ public class StudyTests : IDisposable
         Assert.False(Directory.Exists(Path.Combine(Out(dir), "work")));
     }
 
+    [Fact]
+    public void Job_runs_only_the_named_jobs_and_one_job_rerun_alone_in_a_fresh_folder_reproduces_the_whole_plans_numbers()
+    {
+        var dir = TestUtil.TempDir("study-job");
+        var plan = Plan(dir);
+        string path = Path.Combine(dir, "plan.toml"), whole = Path.Combine(dir, "whole"), alone = Path.Combine(dir, "alone");
+        new StudyRunner(plan, whole).RunAll();   // debiased-seed1 is the last of four jobs here
+
+        var r = CliTests.Run("study", path, "--out", alone, "--threads", "1", "--job", "debiased-seed1");
+        Assert.True(r.Code == 0, r.Err);
+        Assert.Equal(["debiased-seed1.json"], Directory.GetFiles(Path.Combine(alone, "results")).Select(Path.GetFileName));
+        Assert.Equal(["debiased-seed1"], Directory.GetDirectories(Path.Combine(alone, "work")).Select(Path.GetFileName));
+        Assert.Contains("1 done, 0 running, 3 left of 4 jobs", CliTests.Run("study", path, "--out", alone, "--status").Out);
+        // Trained and evaluated with nothing run before it in the process or the folder: the same numbers to the last bit.
+        Assert.Equal(Metrics(whole, "debiased-seed1"), Metrics(alone, "debiased-seed1"));
+
+        // Names separated by commas, or the option repeated; a finished one is said to be so and not redone.
+        var two = CliTests.Run("study", path, "--out", alone, "--threads", "1", "--job", "debiased-seed1,baseline-seed0", "--job", "baseline-seed0");
+        Assert.True(two.Code == 0, two.Err);
+        Assert.Contains("debiased-seed1 is finished here", two.Err);
+        Assert.Contains("this worker finished 1 job(s); 2 done, 0 running, 2 left", two.Err);
+        Assert.Equal(Metrics(whole, "baseline-seed0"), Metrics(alone, "baseline-seed0"));
+
+        CliTests.AssertOneLineError(CliTests.Run("study", path, "--out", alone, "--job", "baseline-seed7"),
+            "--job baseline-seed7: no such job in plan 'tiny'; expected one of baseline-seed0, ");
+        CliTests.AssertOneLineError(CliTests.Run("study", path, "--out", alone, "--job", ","), "--job: expected one or more job names");
+        CliTests.AssertOneLineError(CliTests.Run("study", path, "--out", alone, "--status", "--job", "baseline-seed1"), "--job selects the jobs a worker runs");
+        Assert.False(Directory.Exists(Path.Combine(alone, "work", "baseline-seed1")));
+    }
+
     // The tiny plan with, instead of its sweep and claims, a sweep over steps on both variants, seed 1 only, at its own n,
     // and a diagnostic on seed 1.
     private static readonly string DiagnosticPlan = TinyPlan[..TinyPlan.IndexOf("[[sweeps]]", StringComparison.Ordinal)] + """

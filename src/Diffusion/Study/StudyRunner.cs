@@ -48,6 +48,12 @@ public sealed class StudyRunner(StudyPlan plan, string outDir, Action<string>? l
     /// later run.
     /// </summary>
     public bool Fill { get; set; }
+    /// <summary>
+    /// When set, only these jobs (by <see cref="StudyJob.Id"/>, e.g. <c>baseline-seed1</c>) are claimed; the others are
+    /// left to other workers. For re-running one finished job in a fresh folder to check that it reproduces, or for
+    /// giving one heavy job a worker of its own. Each must be a job of the plan (checked by <see cref="RunAll"/>).
+    /// </summary>
+    public IReadOnlyCollection<string>? Only { get; set; }
     /// <summary>The clock <see cref="Until"/> is read against (UTC; tests set their own).</summary>
     public Func<DateTime> Clock { get; set; } = () => DateTime.UtcNow;
     /// <summary>The job stopped at <see cref="Until"/>, and where it stopped; null when none was.</summary>
@@ -61,6 +67,16 @@ public sealed class StudyRunner(StudyPlan plan, string outDir, Action<string>? l
     public int RunAll()
     {
         plan.Validate();   // every problem of the plan before anything trains
+        if (Only is not null)
+        {
+            var ids = plan.Jobs().Select(j => j.Id).ToList();
+            if (Only.Count == 0) throw new UserError("study: --job: expected one or more job names (as --status lists them), got none");
+            foreach (string id in Only)
+                if (!ids.Contains(id, StringComparer.Ordinal))
+                    throw new UserError($"study: --job {id}: no such job in plan '{plan.Name}'; expected one of {string.Join(", ", ids)}");
+            foreach (var job in plan.Jobs().Where(j => Only.Contains(j.Id) && File.Exists(folder.Result(j))))
+                log?.Invoke($"study: {job.Id} is finished here ({folder.Result(job)}), so it is not redone; to check that it reproduces, run it in a fresh --out");
+        }
         try
         {
             // Passes over the jobs until one claims nothing: a job skipped because another worker held it is looked at
@@ -96,6 +112,7 @@ public sealed class StudyRunner(StudyPlan plan, string outDir, Action<string>? l
         foreach (var job in plan.Jobs())
         {
             if (StopDue()) return false;
+            if (Only is not null && !Only.Contains(job.Id)) continue;
             if (File.Exists(folder.Result(job)) || File.Exists(folder.Failed(job))) continue;
             if (fitOnly && Until is DateTime until && StudyStatus.Of(plan, outDir).JobSecondsLeft.TryGetValue(job.Id, out double need)
                 && Clock().AddSeconds(need) > until.ToUniversalTime())
