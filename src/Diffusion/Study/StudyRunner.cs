@@ -69,12 +69,12 @@ public sealed class StudyRunner(StudyPlan plan, string outDir, Action<string>? l
         plan.Validate();   // every problem of the plan before anything trains
         if (Only is not null)
         {
-            var ids = plan.Jobs().Select(j => j.Id).ToList();
+            var jobs = plan.Jobs();
             if (Only.Count == 0) throw new UserError("study: --job: expected one or more job names (as --status lists them), got none");
             foreach (string id in Only)
-                if (!ids.Contains(id, StringComparer.Ordinal))
-                    throw new UserError($"study: --job {id}: no such job in plan '{plan.Name}'; expected one of {string.Join(", ", ids)}");
-            foreach (var job in plan.Jobs().Where(j => Only.Contains(j.Id) && File.Exists(folder.Result(j))))
+                if (!jobs.Any(j => j.Id == id))
+                    throw new UserError($"study: --job {id}: no such job in plan '{plan.Name}'; expected one of {string.Join(", ", jobs.Select(j => j.Id))}");
+            foreach (var job in jobs.Where(j => Only.Contains(j.Id) && File.Exists(folder.Result(j))))
                 log?.Invoke($"study: {job.Id} is finished here ({folder.Result(job)}), so it is not redone; to check that it reproduces, run it in a fresh --out");
         }
         try
